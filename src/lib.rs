@@ -1,0 +1,16 @@
+//! # tollgate
+//!
+//! One OpenAI-compatible interface to every major LLM provider, built as
+//! [`tower`] layers. See the README for the tour; the module docs for the details.
+#![doc(html_no_source)]
+
+pub mod error;
+pub mod secret;
+pub mod sse;
+pub mod stream;
+pub mod types;
+pub mod util;
+
+pub use error::{Error, ErrorKind};
+pub use secret::Secret;
+pub use types::{ChatChunk, ChatCompletion, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Usage};

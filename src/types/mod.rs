@@ -1,0 +1,110 @@
+//! The core types: requests, responses, stream chunks, usage, embeddings.
+//!
+//! Everything here speaks the OpenAI wire format, because that is what clients
+//! send and what every provider is translated to and from. Each wire object
+//! keeps unknown fields verbatim in an [`Extra`], so a field OpenAI adds next
+//! month passes through tollgate untouched.
+
+mod embedding;
+mod enums;
+mod meta;
+mod request;
+mod response;
+pub(crate) mod wire;
+
+pub use embedding::{
+    Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingRequestBody, EmbeddingResponse,
+    EmbeddingUsage, EmbeddingVector,
+};
+pub use enums::{FinishReason, PartType, ReasoningEffort, ResponseFormatType, Role};
+pub use meta::{ChatBody, ChatResponse, DeploymentInfo, ResponseMeta};
+pub(crate) use request::UpstreamMap;
+pub use request::{
+    ChatRequest, ChatRequestBody, Content, ContentPart, FileRef, FunctionCall, FunctionDef,
+    ImageUrl, InputAudio, JsonSchemaSpec, Message, ResponseFormat, Stop, StreamOptions, Tool,
+    ToolCall, ToolChoice,
+};
+pub use response::{
+    ChatChunk, ChatCompletion, Choice, ChunkChoice, CompletionTokensDetails, Delta,
+    FunctionCallDelta, PromptTokensDetails, ResponseMessage, ToolCallDelta, Usage,
+};
+pub use wire::Extra;
+
+use crate::error::Error;
+
+/// Parses a request body. The fast path is a plain `serde_json` parse; only on
+/// failure is the body parsed again with path tracking, so the error names the
+/// field (`messages[1].content: invalid type: …`) at no cost to valid requests.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    match serde_json::from_slice::<T>(bytes) {
+        Ok(v) => Ok(v),
+        Err(first) => {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            let detailed = serde_path_to_error::deserialize::<_, T>(&mut de);
+            let message = match detailed {
+                Err(e) if !e.path().to_string().is_empty() && e.path().to_string() != "." => {
+                    let path = e.path().to_string();
+                    let param = param_from_path(&path);
+                    return Err(Error::bad_request(format!(
+                        "invalid request body: `{path}`: {}",
+                        e.inner()
+                    ))
+                    .with_param(param));
+                }
+                _ => first.to_string(),
+            };
+            Err(Error::bad_request(format!("invalid request body: {message}")))
+        }
+    }
+}
+
+/// The top-level field of a serde path (`messages[0].content` → `messages`).
+fn param_from_path(path: &str) -> String {
+    path.split(['.', '['])
+        .next()
+        .unwrap_or(path)
+        .trim_end_matches('?')
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_type_names_the_field() {
+        let err = ChatRequest::from_json(br#"{"model":"m","messages":[{"role":"user","content":5}]}"#)
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("messages[0].content"), "{msg}");
+        assert_eq!(err.param(), Some("messages"));
+        assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let err = ChatRequest::from_json(br#"{"model":"m"}"#).unwrap_err();
+        assert!(err.to_string().contains("missing field `messages`"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_is_reported_with_position() {
+        let err = ChatRequest::from_json(br#"{"model":"m","#).unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_a_clean_error() {
+        let mut body = String::from(r#"{"model":"m","messages":[],"x":"#);
+        body.push_str(&"[".repeat(10_000));
+        body.push_str(&"]".repeat(10_000));
+        body.push('}');
+        let err = ChatRequest::from_json(body.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("recursion limit"), "{err}");
+        let mut body = String::from(r#"{"model":"m","messages":"#);
+        body.push_str(&"[".repeat(10_000));
+        body.push_str(&"]".repeat(10_000));
+        body.push('}');
+        assert!(ChatRequest::from_json(body.as_bytes()).is_err());
+    }
+}
