@@ -508,7 +508,11 @@ mod tests {
         let kinds = [
             (ErrorKind::BadRequest, 400, "invalid_request_error"),
             (ErrorKind::UnsupportedParams, 400, "invalid_request_error"),
-            (ErrorKind::ContextWindowExceeded, 400, "invalid_request_error"),
+            (
+                ErrorKind::ContextWindowExceeded,
+                400,
+                "invalid_request_error",
+            ),
             (ErrorKind::ContentPolicy, 400, "invalid_request_error"),
             (ErrorKind::Authentication, 401, "authentication_error"),
             (ErrorKind::PermissionDenied, 403, "permission_error"),
@@ -516,9 +520,17 @@ mod tests {
             (ErrorKind::MethodNotAllowed, 405, "invalid_request_error"),
             (ErrorKind::Timeout(TimeoutKind::Total), 408, "timeout"),
             (ErrorKind::PayloadTooLarge, 413, "invalid_request_error"),
-            (ErrorKind::UnsupportedMediaType, 415, "invalid_request_error"),
+            (
+                ErrorKind::UnsupportedMediaType,
+                415,
+                "invalid_request_error",
+            ),
             (ErrorKind::UnprocessableEntity, 422, "invalid_request_error"),
-            (ErrorKind::RateLimited(LimitSource::Upstream), 429, "rate_limit_error"),
+            (
+                ErrorKind::RateLimited(LimitSource::Upstream),
+                429,
+                "rate_limit_error",
+            ),
             (ErrorKind::BudgetExceeded, 429, "budget_exceeded"),
             (ErrorKind::Internal, 500, "api_error"),
             (ErrorKind::Upstream(409), 409, "invalid_request_error"),

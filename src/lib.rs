@@ -4,13 +4,20 @@
 //! [`tower`] layers. See the README for the tour; the module docs for the details.
 #![doc(html_no_source)]
 
+pub mod context;
 pub mod error;
+pub mod provider;
 pub mod secret;
 pub mod sse;
 pub mod stream;
+pub mod tokens;
+pub mod transport;
 pub mod types;
 pub mod util;
 
 pub use error::{Error, ErrorKind};
 pub use secret::Secret;
-pub use types::{ChatChunk, ChatCompletion, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Usage};
+pub use types::{
+    ChatChunk, ChatCompletion, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse,
+    Usage,
+};

@@ -212,7 +212,9 @@ impl Pending {
                 self.has_data = true;
             }
             b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
-            b"id" if !value.contains(&0) => self.id = Some(String::from_utf8_lossy(value).into_owned()),
+            b"id" if !value.contains(&0) => {
+                self.id = Some(String::from_utf8_lossy(value).into_owned())
+            }
             b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
                 self.retry = std::str::from_utf8(value).ok().and_then(|s| s.parse().ok());
             }
@@ -328,8 +330,14 @@ mod tests {
 
     #[test]
     fn eof_without_blank_line_dispatches_pending_data() {
-        assert_eq!(decode_all(&[b"data: {\"a\":1}"]), vec![ev(None, "{\"a\":1}")]);
-        assert_eq!(decode_all(&[b"data: {\"a\":1}\n"]), vec![ev(None, "{\"a\":1}")]);
+        assert_eq!(
+            decode_all(&[b"data: {\"a\":1}"]),
+            vec![ev(None, "{\"a\":1}")]
+        );
+        assert_eq!(
+            decode_all(&[b"data: {\"a\":1}\n"]),
+            vec![ev(None, "{\"a\":1}")]
+        );
     }
 
     #[test]

@@ -230,7 +230,8 @@ impl ChunkAggregator {
             self.created = chunk.created;
         }
         if self.system_fingerprint.is_none() {
-            self.system_fingerprint.clone_from(&chunk.system_fingerprint);
+            self.system_fingerprint
+                .clone_from(&chunk.system_fingerprint);
         }
         if let Some(u) = &chunk.usage {
             self.usage = Some(u.clone());
@@ -276,7 +277,10 @@ impl ChunkAggregator {
     pub fn output_text(&self) -> String {
         let mut s = String::new();
         for acc in self.choices.values() {
-            for part in [&acc.content, &acc.refusal, &acc.reasoning].into_iter().flatten() {
+            for part in [&acc.content, &acc.refusal, &acc.reasoning]
+                .into_iter()
+                .flatten()
+            {
                 s.push_str(part);
             }
             for (_, name, args) in acc.tools.values() {
@@ -359,14 +363,20 @@ mod tests {
         while s.next().await.is_some() {}
         assert!(s.next().await.is_none());
         drop(s);
-        assert_eq!(*log.lock().unwrap(), vec!["inner completed", "outer completed"]);
+        assert_eq!(
+            *log.lock().unwrap(),
+            vec!["inner completed", "outer completed"]
+        );
     }
 
     #[tokio::test]
     async fn failed_once_inner_first_and_stream_ends() {
         let log = Arc::new(Mutex::new(Vec::new()));
         let err = Error::new(ErrorKind::Connection, "reset");
-        let mut s = layered(vec![Ok(text_chunk("a")), Err(err), Ok(text_chunk("b"))], &log);
+        let mut s = layered(
+            vec![Ok(text_chunk("a")), Err(err), Ok(text_chunk("b"))],
+            &log,
+        );
         assert!(s.next().await.unwrap().is_ok());
         assert!(s.next().await.unwrap().is_err());
         assert!(s.next().await.is_none(), "no items after an error");
@@ -408,10 +418,19 @@ mod tests {
         ));
         let mut fin = ChatChunk::new("c1", "m", 5);
         fin.choices.push(ChunkChoice::finish(0, FinishReason::Stop));
-        fin.choices.push(ChunkChoice::finish(1, FinishReason::ToolCalls));
+        fin.choices
+            .push(ChunkChoice::finish(1, FinishReason::ToolCalls));
         let mut usage = ChatChunk::new("c1", "m", 5);
         usage.usage = Some(Usage::new(3, 4));
-        let s = ChatStream::from_chunks(vec![first, text_chunk("Hel"), text_chunk("lo"), tool, args, fin, usage]);
+        let s = ChatStream::from_chunks(vec![
+            first,
+            text_chunk("Hel"),
+            text_chunk("lo"),
+            tool,
+            args,
+            fin,
+            usage,
+        ]);
         let c = s.collect_completion().await.unwrap();
         assert_eq!(c.id, "c1");
         assert_eq!(c.choices.len(), 2);

@@ -127,9 +127,15 @@ mod tests {
 
     #[test]
     fn redacts_key_shapes() {
-        assert_eq!(redact("use sk-ant-api03-AAAAAAAA now", &[]), "use <redacted> now");
+        assert_eq!(
+            redact("use sk-ant-api03-AAAAAAAA now", &[]),
+            "use <redacted> now"
+        );
         assert_eq!(redact("AIzaSyD-1234567890abcdef", &[]), "<redacted>");
-        assert_eq!(redact("Authorization: Bearer abcdefgh12", &[]), "Authorization: <redacted>");
+        assert_eq!(
+            redact("Authorization: Bearer abcdefgh12", &[]),
+            "Authorization: <redacted>"
+        );
         // Not a key: too short after the prefix, or inside a word.
         assert_eq!(redact("task-sk-1", &[]), "task-sk-1");
         assert_eq!(redact("desk-top", &[]), "desk-top");
@@ -138,7 +144,10 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(closest("modle_list", ["model_list", "router_settings"]), Some("model_list"));
+        assert_eq!(
+            closest("modle_list", ["model_list", "router_settings"]),
+            Some("model_list")
+        );
         assert_eq!(closest("zzz", ["model_list"]), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }

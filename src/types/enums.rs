@@ -146,7 +146,6 @@ string_enum! {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

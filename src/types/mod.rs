@@ -18,7 +18,6 @@ pub use embedding::{
 };
 pub use enums::{FinishReason, PartType, ReasoningEffort, ResponseFormatType, Role};
 pub use meta::{ChatBody, ChatResponse, DeploymentInfo, ResponseMeta};
-pub(crate) use request::UpstreamMap;
 pub use request::{
     ChatRequest, ChatRequestBody, Content, ContentPart, FileRef, FunctionCall, FunctionDef,
     ImageUrl, InputAudio, JsonSchemaSpec, Message, ResponseFormat, Stop, StreamOptions, Tool,
@@ -53,7 +52,9 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result
                 }
                 _ => first.to_string(),
             };
-            Err(Error::bad_request(format!("invalid request body: {message}")))
+            Err(Error::bad_request(format!(
+                "invalid request body: {message}"
+            )))
         }
     }
 }
@@ -73,8 +74,9 @@ mod tests {
 
     #[test]
     fn bad_type_names_the_field() {
-        let err = ChatRequest::from_json(br#"{"model":"m","messages":[{"role":"user","content":5}]}"#)
-            .unwrap_err();
+        let err =
+            ChatRequest::from_json(br#"{"model":"m","messages":[{"role":"user","content":5}]}"#)
+                .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("messages[0].content"), "{msg}");
         assert_eq!(err.param(), Some("messages"));
@@ -84,7 +86,10 @@ mod tests {
     #[test]
     fn missing_field_is_named() {
         let err = ChatRequest::from_json(br#"{"model":"m"}"#).unwrap_err();
-        assert!(err.to_string().contains("missing field `messages`"), "{err}");
+        assert!(
+            err.to_string().contains("missing field `messages`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -51,10 +51,7 @@ impl Extra {
 
     /// The raw JSON value of the field `key`, if present.
     pub fn get(&self, key: &str) -> Option<&RawValue> {
-        self.0
-            .iter()
-            .find(|(k, _)| &**k == key)
-            .map(|(_, v)| &**v)
+        self.0.iter().find(|(k, _)| &**k == key).map(|(_, v)| &**v)
     }
 
     /// Parses the field `key` as `T`. `None` when absent; `Some(Err)` when it does not parse.
@@ -470,10 +467,18 @@ mod tests {
 
     #[test]
     fn deep_unknown_fields_are_rejected() {
-        let deep = format!(r#"{{"type":"x","u":{}{}}}"#, "[".repeat(200), "]".repeat(200));
+        let deep = format!(
+            r#"{{"type":"x","u":{}{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
         let err = serde_json::from_str::<Sample>(&deep).unwrap_err();
         assert!(err.to_string().contains("recursion limit"), "{err}");
-        let ok = format!(r#"{{"type":"x","u":{}"[[[\\"{}}}"#, "[".repeat(100), "]".repeat(100));
+        let ok = format!(
+            r#"{{"type":"x","u":{}"[[[\\"{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
         assert!(serde_json::from_str::<Sample>(&ok).is_ok());
     }
 

@@ -1,0 +1,44 @@
+//! Request-scoped context carried in [`crate::ChatRequest::extensions`].
+//!
+//! The edge and the layers put these in; inner layers and leaves read them.
+//! None of them is ever sent upstream.
+
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// The gateway's id for one request (also returned as `x-request-id` and
+/// `x-litellm-call-id`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RequestId(pub Arc<str>);
+
+impl RequestId {
+    /// A fresh, time-ordered id (`chatcmpl`-style prefix-free UUIDv7).
+    pub fn generate() -> Self {
+        RequestId(uuid::Uuid::now_v7().to_string().into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The instant by which the whole request must be answered. Layers and leaves
+/// never wait past it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline(pub Instant);
+
+impl Deadline {
+    /// Time left, zero if passed.
+    pub fn remaining(&self) -> std::time::Duration {
+        self.0.saturating_duration_since(Instant::now())
+    }
+}
+
+/// When the request entered the gateway.
+#[derive(Clone, Copy, Debug)]
+pub struct Received(pub Instant);
+
+/// Tags attached to the request (from `metadata.tags`, `tags` or the `x-litellm-tags` header).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tags(pub Arc<[String]>);
