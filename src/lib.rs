@@ -4,9 +4,13 @@
 //! [`tower`] layers. See the README for the tour; the module docs for the details.
 #![doc(html_no_source)]
 
+pub mod auth;
 pub mod context;
+pub mod edge;
 pub mod error;
+pub mod observe;
 pub mod provider;
+pub mod router;
 pub mod secret;
 pub mod sse;
 pub mod stream;

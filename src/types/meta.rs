@@ -106,7 +106,7 @@ pub struct ResponseMeta {
 /// Describes one deployment: a model behind a provider at an address.
 ///
 /// Holds no secret: it is shown in response headers, logs and spend rows.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct DeploymentInfo {
     /// Stable id (`model_info.id` in config, or derived).
     pub id: Arc<str>,

@@ -1,0 +1,565 @@
+//! [`ObserveLayer`]: one [`CompletionRecord`] per request, on every path.
+//!
+//! The outermost layer of a stack. It watches each request to its real end —
+//! the response for a complete answer, the last chunk (or the error, or the
+//! client's disconnect) for a stream, the drop of the future if the caller
+//! gives up before the answer — and hands exactly one record to its
+//! [`RecordSink`]. Spend logs, metrics, exporters and callbacks all read these
+//! records.
+//!
+//! # Semantics
+//!
+//! - Exactly once: a record is emitted on success, on error, at stream end, on
+//!   a stream error, when a stream is dropped half-read, and when the response
+//!   future is dropped before it resolved (status `cancelled`).
+//! - Usage of a stream is what the provider reported; if the stream was cut
+//!   before its usage arrived it is estimated from the text that did arrive
+//!   (`usage_estimated: true`), never zero.
+//! - The sink is called synchronously and must not block: queue the record and
+//!   do the work elsewhere.
+//!
+//! ```
+//! use tollgate::observe::{CompletionRecord, ObserveLayer, RecordSink};
+//! use tollgate::provider::{Mock, MockConfig};
+//! use tollgate::ChatRequest;
+//! use std::sync::{Arc, Mutex};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! #[derive(Default)]
+//! struct Collect(Mutex<Vec<CompletionRecord>>);
+//! impl RecordSink for Collect {
+//!     fn record(&self, r: &CompletionRecord) { self.0.lock().unwrap().push(r.clone()); }
+//! }
+//!
+//! # tokio_test::block_on(async {
+//! let sink = Arc::new(Collect::default());
+//! let svc = ServiceBuilder::new()
+//!     .layer(ObserveLayer::new(sink.clone()))
+//!     .service(Mock::new(MockConfig::new("mock/m")));
+//! let req = ChatRequest::from_json(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+//! svc.oneshot(req).await.unwrap();
+//! let records = sink.0.lock().unwrap();
+//! assert_eq!(records.len(), 1);
+//! assert!(records[0].usage.as_ref().unwrap().total_tokens > 0);
+//! # });
+//! ```
+
+use crate::context::{Received, RequestId, Tags};
+use crate::error::Error;
+use crate::provider::UpstreamLatency;
+use crate::stream::{ChunkAggregator, StreamEnd, StreamObserver};
+use crate::tokens;
+use crate::types::{
+    ChatBody, ChatChunk, ChatRequest, ChatRequestBody, ChatResponse, DeploymentInfo, FinishReason,
+    Usage,
+};
+use pin_project_lite::pin_project;
+use serde::Serialize;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
+use tower::{Layer, Service};
+
+/// How a request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordStatus {
+    /// Answered completely.
+    Success,
+    /// Failed (before or during the answer).
+    Failure,
+    /// The caller went away first.
+    Cancelled,
+}
+
+/// What happened to one request. See the [module docs](self).
+#[derive(Clone, Debug, Serialize)]
+pub struct CompletionRecord {
+    /// The gateway's request id.
+    pub request_id: Arc<str>,
+    /// `chat`.
+    pub call_type: &'static str,
+    /// The model name the client sent.
+    pub model: String,
+    /// The deployment that served (last attempt), if any was reached.
+    pub deployment: Option<Arc<DeploymentInfo>>,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// Wall-clock start.
+    #[serde(serialize_with = "ser_time")]
+    pub start_time: SystemTime,
+    /// From arrival to the end (last byte of a stream).
+    #[serde(serialize_with = "ser_ms")]
+    pub latency: Duration,
+    /// Time to the first token of a stream.
+    #[serde(serialize_with = "ser_opt_ms")]
+    pub time_to_first_token: Option<Duration>,
+    /// Upstream time (to the response head for streams).
+    #[serde(serialize_with = "ser_opt_ms")]
+    pub upstream_latency: Option<Duration>,
+    /// Token usage.
+    pub usage: Option<Usage>,
+    /// Whether `usage` was estimated (stream cut before the provider reported it).
+    pub usage_estimated: bool,
+    /// Success, failure or cancellation.
+    pub status: RecordStatus,
+    /// HTTP status the client got (or would have got).
+    pub http_status: u16,
+    /// The error, when there was one.
+    pub error: Option<RecordError>,
+    /// Finish reason of the first choice.
+    pub finish_reason: Option<String>,
+    /// Upstream attempts.
+    pub attempts: u32,
+    /// Fallback groups tried.
+    pub fallbacks: u32,
+    /// Served from the response cache.
+    pub cache_hit: bool,
+    /// Request tags.
+    pub tags: Vec<String>,
+    /// The end user (`user` field).
+    pub end_user: Option<String>,
+}
+
+/// The error part of a record (no secrets: these are the client-facing texts).
+#[derive(Clone, Debug, Serialize)]
+pub struct RecordError {
+    /// LiteLLM's class name (`RateLimitError`, …).
+    pub class: &'static str,
+    /// The message.
+    pub message: String,
+    /// The provider that failed, when upstream.
+    pub provider: Option<String>,
+}
+
+fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    let ms = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    s.serialize_u128(ms)
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
+fn ser_opt_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&(d.as_secs_f64() * 1000.0)),
+        None => s.serialize_none(),
+    }
+}
+
+/// Receives every [`CompletionRecord`]. Must not block.
+pub trait RecordSink: Send + Sync + 'static {
+    /// Takes one record.
+    fn record(&self, record: &CompletionRecord);
+}
+
+/// Sends records to several sinks.
+pub struct FanOut(pub Vec<Arc<dyn RecordSink>>);
+
+impl RecordSink for FanOut {
+    fn record(&self, record: &CompletionRecord) {
+        for s in &self.0 {
+            s.record(record);
+        }
+    }
+}
+
+/// Writes one `tracing` event per record (target `tollgate::request`).
+#[derive(Debug, Default)]
+pub struct LogSink;
+
+impl RecordSink for LogSink {
+    fn record(&self, r: &CompletionRecord) {
+        let usage = r.usage.as_ref();
+        tracing::info!(
+            target: "tollgate::request",
+            request_id = %r.request_id,
+            model = %r.model,
+            deployment = r.deployment.as_ref().map(|d| &*d.id),
+            provider = r.deployment.as_ref().map(|d| &*d.provider),
+            stream = r.stream,
+            status = ?r.status,
+            http_status = r.http_status,
+            latency_ms = r.latency.as_secs_f64() * 1000.0,
+            ttft_ms = r.time_to_first_token.map(|d| d.as_secs_f64() * 1000.0),
+            prompt_tokens = usage.map(|u| u.prompt_tokens),
+            completion_tokens = usage.map(|u| u.completion_tokens),
+            usage_estimated = r.usage_estimated,
+            attempts = r.attempts,
+            error = r.error.as_ref().map(|e| e.class),
+            "request"
+        );
+    }
+}
+
+/// Layer that emits a [`CompletionRecord`] per request.
+#[derive(Clone)]
+pub struct ObserveLayer {
+    sink: Arc<dyn RecordSink>,
+}
+
+impl ObserveLayer {
+    /// Records go to `sink`.
+    pub fn new(sink: Arc<dyn RecordSink>) -> Self {
+        ObserveLayer { sink }
+    }
+}
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe {
+            inner,
+            sink: self.sink.clone(),
+        }
+    }
+}
+
+/// The service made by [`ObserveLayer`].
+#[derive(Clone)]
+pub struct Observe<S> {
+    inner: S,
+    sink: Arc<dyn RecordSink>,
+}
+
+impl<S> Service<ChatRequest> for Observe<S>
+where
+    S: Service<ChatRequest, Response = ChatResponse, Error = Error>,
+{
+    type Response = ChatResponse;
+    type Error = Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: ChatRequest) -> Self::Future {
+        let draft = Draft::new(&req, self.sink.clone());
+        ResponseFuture {
+            inner: self.inner.call(req),
+            draft: Some(draft),
+        }
+    }
+}
+
+/// Everything known about a request before its answer.
+struct Draft {
+    sink: Arc<dyn RecordSink>,
+    request_id: Arc<str>,
+    body: Arc<ChatRequestBody>,
+    stream: bool,
+    started: Instant,
+    start_time: SystemTime,
+    tags: Vec<String>,
+}
+
+impl Draft {
+    fn new(req: &ChatRequest, sink: Arc<dyn RecordSink>) -> Self {
+        let started = req
+            .extensions
+            .get::<Received>()
+            .map_or_else(Instant::now, |r| r.0);
+        let elapsed = started.elapsed();
+        Draft {
+            sink,
+            request_id: req
+                .extensions
+                .get::<RequestId>()
+                .map_or_else(|| RequestId::generate().0, |r| r.0.clone()),
+            body: req.shared_body().clone(),
+            stream: req.is_stream(),
+            started,
+            start_time: SystemTime::now() - elapsed,
+            tags: req
+                .extensions
+                .get::<Tags>()
+                .map(|t| t.0.to_vec())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn record(&self, status: RecordStatus, http_status: u16) -> CompletionRecord {
+        CompletionRecord {
+            request_id: self.request_id.clone(),
+            call_type: "chat",
+            model: self.body.model.clone(),
+            deployment: None,
+            stream: self.stream,
+            start_time: self.start_time,
+            latency: self.started.elapsed(),
+            time_to_first_token: None,
+            upstream_latency: None,
+            usage: None,
+            usage_estimated: false,
+            status,
+            http_status,
+            error: None,
+            finish_reason: None,
+            attempts: 0,
+            fallbacks: 0,
+            cache_hit: false,
+            tags: self.tags.clone(),
+            end_user: self.body.user.clone(),
+        }
+    }
+
+    fn failure(&self, err: &Error) -> CompletionRecord {
+        let mut r = self.record(RecordStatus::Failure, err.status().as_u16());
+        r.error = Some(RecordError {
+            class: err.kind().litellm_class(),
+            message: err.message().to_owned(),
+            provider: err.provider().map(str::to_owned),
+        });
+        r
+    }
+
+    fn emit(self, record: CompletionRecord) {
+        self.sink.record(&record);
+    }
+}
+
+pin_project! {
+    /// Future of [`Observe`]: emits the record when the answer (or error) is in,
+    /// or `cancelled` if dropped before.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        draft: Option<Draft>,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(draft) = this.project().draft.take() {
+                let record = draft.record(RecordStatus::Cancelled, 499);
+                draft.emit(record);
+            }
+        }
+    }
+}
+
+impl<F> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<ChatResponse, Error>>,
+{
+    type Output = Result<ChatResponse, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        let Some(draft) = this.draft.take() else {
+            return Poll::Ready(result);
+        };
+        match result {
+            Err(err) => {
+                let record = draft.failure(&err);
+                draft.emit(record);
+                Poll::Ready(Err(err))
+            }
+            Ok(mut resp) => {
+                let mut record = draft.record(RecordStatus::Success, 200);
+                fill_meta(&mut record, &resp);
+                match &mut resp.body {
+                    ChatBody::Complete(c) => {
+                        record.usage.clone_from(&c.usage);
+                        record.finish_reason = c
+                            .choices
+                            .first()
+                            .and_then(|ch| ch.finish_reason.as_ref())
+                            .map(|f| f.as_str().to_owned());
+                        draft.emit(record);
+                    }
+                    ChatBody::Stream(s) => {
+                        let stream = std::mem::replace(
+                            s,
+                            crate::stream::ChatStream::from_chunks(Vec::new()),
+                        );
+                        *s = stream.observe(StreamRecorder {
+                            draft,
+                            record,
+                            agg: ChunkAggregator::default(),
+                            first_token: None,
+                        });
+                    }
+                }
+                Poll::Ready(Ok(resp))
+            }
+        }
+    }
+}
+
+fn fill_meta(record: &mut CompletionRecord, resp: &ChatResponse) {
+    record.deployment.clone_from(&resp.meta.deployment);
+    record.attempts = resp.meta.attempts;
+    record.fallbacks = resp.meta.fallbacks;
+    record.upstream_latency = resp.meta.extensions.get::<UpstreamLatency>().map(|u| u.0);
+}
+
+struct StreamRecorder {
+    draft: Draft,
+    record: CompletionRecord,
+    agg: ChunkAggregator,
+    first_token: Option<Duration>,
+}
+
+impl StreamObserver for StreamRecorder {
+    fn on_chunk(&mut self, chunk: &mut ChatChunk) {
+        if self.first_token.is_none()
+            && chunk.choices.iter().any(|c| {
+                c.delta.content.as_deref().is_some_and(|t| !t.is_empty())
+                    || c.delta.tool_calls.is_some()
+                    || c.delta.refusal.is_some()
+                    || c.delta.reasoning_content.is_some()
+            })
+        {
+            self.first_token = Some(self.draft.started.elapsed());
+        }
+        self.agg.push(chunk);
+    }
+
+    fn on_end(self, end: StreamEnd<'_>) {
+        let StreamRecorder {
+            draft,
+            mut record,
+            agg,
+            first_token,
+        } = self;
+        record.latency = draft.started.elapsed();
+        record.time_to_first_token = first_token;
+        match end {
+            StreamEnd::Completed => {}
+            StreamEnd::Failed(err) => {
+                let failed = draft.failure(err);
+                record.status = failed.status;
+                record.http_status = failed.http_status;
+                record.error = failed.error;
+            }
+            StreamEnd::Dropped => {
+                record.status = RecordStatus::Cancelled;
+                record.http_status = 499;
+            }
+        }
+        match agg.usage() {
+            Some(u) => record.usage = Some(u.clone()),
+            None => {
+                let prompt = tokens::estimate_prompt(&draft.body);
+                let completion = tokens::estimate_text(&agg.output_text());
+                record.usage = Some(Usage::new(prompt, completion));
+                record.usage_estimated = true;
+            }
+        }
+        let completion = agg.finish();
+        record.finish_reason = completion
+            .choices
+            .first()
+            .and_then(|c| c.finish_reason.as_ref())
+            .map(FinishReason::as_str)
+            .map(str::to_owned);
+        draft.emit(record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::{Mock, MockConfig};
+    use futures_util::StreamExt;
+    use std::sync::Mutex;
+    use tower::ServiceExt;
+
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<CompletionRecord>>);
+    impl RecordSink for Collect {
+        fn record(&self, r: &CompletionRecord) {
+            self.0.lock().unwrap().push(r.clone());
+        }
+    }
+
+    fn svc(sink: &Arc<Collect>) -> Observe<Mock> {
+        ObserveLayer::new(sink.clone()).layer(Mock::new(MockConfig::new("mock/m")))
+    }
+
+    fn req(json: &str) -> ChatRequest {
+        ChatRequest::from_json(json.as_bytes()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn error_is_recorded_once() {
+        let sink = Arc::new(Collect::default());
+        let e = svc(&sink)
+            .oneshot(req(
+                r#"{"model":"m","messages":[],"mock_response":"litellm.AuthenticationError"}"#,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status().as_u16(), 401);
+        let recs = sink.0.lock().unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].status, RecordStatus::Failure);
+        assert_eq!(recs[0].http_status, 401);
+        assert_eq!(recs[0].error.as_ref().unwrap().class, "AuthenticationError");
+    }
+
+    #[tokio::test]
+    async fn full_stream_uses_reported_usage() {
+        let sink = Arc::new(Collect::default());
+        let resp = svc(&sink)
+            .oneshot(req(
+                r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#,
+            ))
+            .await
+            .unwrap();
+        assert!(
+            sink.0.lock().unwrap().is_empty(),
+            "not before the stream ends"
+        );
+        let mut s = resp.into_stream().unwrap();
+        while s.next().await.is_some() {}
+        drop(s);
+        let recs = sink.0.lock().unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].status, RecordStatus::Success);
+        assert!(!recs[0].usage_estimated);
+        assert!(recs[0].time_to_first_token.is_some());
+        assert_eq!(recs[0].finish_reason.as_deref(), Some("stop"));
+    }
+
+    #[tokio::test]
+    async fn cut_stream_is_cancelled_with_estimated_nonzero_usage() {
+        let sink = Arc::new(Collect::default());
+        let resp = svc(&sink)
+            .oneshot(req(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"mock_response":"alpha beta gamma delta"}"#))
+            .await
+            .unwrap();
+        let mut s = resp.into_stream().unwrap();
+        s.next().await; // role
+        s.next().await; // "alpha "
+        drop(s);
+        let recs = sink.0.lock().unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].status, RecordStatus::Cancelled);
+        assert!(recs[0].usage_estimated);
+        let u = recs[0].usage.as_ref().unwrap();
+        assert!(u.completion_tokens > 0 && u.prompt_tokens > 0, "{u:?}");
+    }
+
+    #[tokio::test]
+    async fn dropped_future_is_cancelled_once() {
+        let sink = Arc::new(Collect::default());
+        let mut cfg = MockConfig::new("mock/slow");
+        cfg.delay = Duration::from_secs(3600);
+        let mut s = ObserveLayer::new(sink.clone()).layer(Mock::new(cfg));
+        let fut = s.call(req(r#"{"model":"m","messages":[]}"#));
+        drop(fut);
+        let recs = sink.0.lock().unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].status, RecordStatus::Cancelled);
+    }
+}
