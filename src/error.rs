@@ -416,26 +416,43 @@ impl Error {
 
     /// The OpenAI error object: `{"message", "type", "param", "code"}`.
     pub fn to_openai_object(&self) -> serde_json::Value {
-        let code = match self.code() {
-            Some(c) => serde_json::Value::from(c),
-            None => serde_json::Value::from(self.status().as_str()),
-        };
-        serde_json::json!({
-            "message": self.message(),
-            "type": self.inner.kind.openai_type(),
-            "param": self.param(),
-            "code": code,
-        })
+        serde_json::to_value(self.wire()).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn wire(&self) -> WireError<'_> {
+        WireError {
+            message: self.message(),
+            kind: self.inner.kind.openai_type(),
+            param: self.param(),
+            code: match self.code() {
+                Some(c) => Cow::Borrowed(c),
+                None => Cow::Owned(self.status().as_str().to_owned()),
+            },
+        }
     }
 
     /// The OpenAI error body `{"error": {...}}` as bytes.
     pub fn to_json(&self) -> Bytes {
-        let body = serde_json::json!({ "error": self.to_openai_object() });
+        #[derive(serde::Serialize)]
+        struct Envelope<'a> {
+            error: WireError<'a>,
+        }
+        let body = Envelope { error: self.wire() };
         Bytes::from(serde_json::to_vec(&body).unwrap_or_else(|_| {
             br#"{"error":{"message":"internal error","type":"api_error","param":null,"code":"500"}}"#
                 .to_vec()
         }))
     }
+}
+
+/// The OpenAI error object, in OpenAI's key order.
+#[derive(serde::Serialize)]
+struct WireError<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    param: Option<&'a str>,
+    code: Cow<'a, str>,
 }
 
 impl fmt::Debug for Error {

@@ -10,6 +10,8 @@ pub mod edge;
 pub mod error;
 pub mod observe;
 pub mod provider;
+#[cfg(feature = "proxy")]
+pub mod proxy;
 pub mod router;
 pub mod secret;
 pub mod sse;

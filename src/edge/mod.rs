@@ -499,7 +499,13 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Error> {
     };
     let ct = ct.to_str().unwrap_or("");
     let mime = ct.split(';').next().unwrap_or("").trim();
-    if mime.eq_ignore_ascii_case("application/json") || mime.ends_with("+json") {
+    // curl sends `application/x-www-form-urlencoded` for `-d` unless told otherwise;
+    // LiteLLM accepts it, so do we (the body must still be JSON).
+    if mime.eq_ignore_ascii_case("application/json")
+        || mime.ends_with("+json")
+        || mime.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        || mime.is_empty()
+    {
         Ok(())
     } else {
         let shown: String = mime.chars().take(80).filter(|c| !c.is_control()).collect();

@@ -260,7 +260,7 @@ pub struct ModelCard {
 
 struct State {
     groups: HashMap<Arc<str>, ModelGroup>,
-    aliases: HashMap<String, Arc<str>>,
+    aliases: HashMap<String, (Arc<str>, bool)>,
     created: i64,
 }
 
@@ -282,7 +282,7 @@ impl std::fmt::Debug for Router {
 #[derive(Default)]
 pub struct RouterBuilder {
     deployments: Vec<Deployment>,
-    aliases: Vec<(String, String)>,
+    aliases: Vec<(String, String, bool)>,
 }
 
 impl RouterBuilder {
@@ -294,7 +294,13 @@ impl RouterBuilder {
 
     /// Makes `alias` another name for `group` (`model_group_alias`).
     pub fn alias(mut self, alias: impl Into<String>, group: impl Into<String>) -> Self {
-        self.aliases.push((alias.into(), group.into()));
+        self.aliases.push((alias.into(), group.into(), false));
+        self
+    }
+
+    /// Like [`alias`](Self::alias), but not listed in `/v1/models`.
+    pub fn hidden_alias(mut self, alias: impl Into<String>, group: impl Into<String>) -> Self {
+        self.aliases.push((alias.into(), group.into(), true));
         self
     }
 
@@ -315,9 +321,9 @@ impl RouterBuilder {
         let aliases = self
             .aliases
             .into_iter()
-            .filter_map(|(alias, group)| {
+            .filter_map(|(alias, group, hidden)| {
                 let key = groups.get_key_value(group.as_str())?.0.clone();
-                Some((alias, key))
+                Some((alias, (key, hidden)))
             })
             .collect();
         Router {
@@ -339,10 +345,12 @@ impl Router {
     /// The group a client-facing name resolves to.
     pub fn group(&self, name: &str) -> Option<&ModelGroup> {
         let state = &self.state;
-        state
-            .groups
-            .get(name)
-            .or_else(|| state.aliases.get(name).and_then(|g| state.groups.get(&**g)))
+        state.groups.get(name).or_else(|| {
+            state
+                .aliases
+                .get(name)
+                .and_then(|(g, _)| state.groups.get(&**g))
+        })
     }
 
     /// The model list: every group and alias, sorted by name.
@@ -352,9 +360,15 @@ impl Router {
             .groups
             .values()
             .map(|g| self.card(&g.name, g))
-            .chain(self.state.aliases.iter().filter_map(|(alias, group)| {
-                self.state.groups.get(&**group).map(|g| self.card(alias, g))
-            }))
+            .chain(
+                self.state
+                    .aliases
+                    .iter()
+                    .filter(|(_, (_, hidden))| !hidden)
+                    .filter_map(|(alias, (group, _))| {
+                        self.state.groups.get(&**group).map(|g| self.card(alias, g))
+                    }),
+            )
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
@@ -501,6 +515,7 @@ mod tests {
             .deployment(Deployment::chat("g", mock("mock/x")))
             .alias("alias", "g")
             .alias("dangling", "nope")
+            .hidden_alias("secret-name", "g")
             .build();
         let err = r
             .clone()
@@ -526,5 +541,6 @@ mod tests {
         assert_eq!(c.model, "alias");
         let ids: Vec<_> = r.models().into_iter().map(|m| m.id).collect();
         assert_eq!(ids, vec!["alias", "g"]);
+        assert!(r.group("secret-name").is_some());
     }
 }

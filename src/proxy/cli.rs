@@ -1,0 +1,239 @@
+//! The `tollgate` command line.
+//!
+//! ```text
+//! tollgate --config config.yaml --port 4000 [--host 0.0.0.0]
+//! tollgate --model openai/gpt-4o            # no config file
+//! tollgate                                  # the built-in demo (mock provider)
+//! tollgate --config config.yaml --check     # validate and exit
+//! ```
+//!
+//! LiteLLM's spellings (`--num_workers`, `--detailed_debug`) are accepted, so
+//! switching from `litellm --config …` is a change of the command name.
+
+use super::Gateway;
+use super::config::{self, ConfigError, LitellmParams, ModelEntry, ProxyConfig};
+use super::server::{self, ServerConfig};
+use crate::observe::LogSink;
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The `tollgate` proxy.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "An OpenAI-compatible LLM gateway (LiteLLM proxy config compatible)"
+)]
+pub struct Cli {
+    /// LiteLLM-style config file.
+    #[arg(long, short = 'c', env = "TOLLGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Port to listen on (0 picks a free port).
+    #[arg(long, short = 'p', env = "PORT", default_value_t = 4000)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// Serve these LiteLLM model strings without a config file (repeatable).
+    #[arg(long, short = 'm')]
+    pub model: Vec<String>,
+    /// Worker threads (default: one per core).
+    #[arg(long, alias = "num_workers")]
+    pub num_workers: Option<usize>,
+    /// Debug logging.
+    #[arg(long, alias = "detailed_debug", alias = "debug")]
+    pub detailed_debug: bool,
+    /// JSON log lines (also `JSON_LOGS=true` or `litellm_settings.json_logs`).
+    #[arg(long, alias = "json_logs")]
+    pub json_logs: bool,
+    /// Seconds in-flight requests may run after SIGTERM/SIGINT.
+    #[arg(long, default_value_t = 30.0)]
+    pub graceful_timeout: f64,
+    /// Check the config and exit.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// The demo served when no config and no model are given.
+fn demo_config() -> ProxyConfig {
+    let entry = |name: &str| ModelEntry {
+        model_name: name.to_owned(),
+        litellm_params: LitellmParams {
+            model: format!("mock/{name}"),
+            api_key: None,
+            api_base: None,
+            base_url: None,
+            organization: None,
+            project: None,
+            timeout: None,
+            stream_timeout: None,
+            rpm: None,
+            tpm: None,
+            weight: None,
+            order: None,
+            mock_response: None,
+            extra_headers: None,
+            headers: None,
+            custom_llm_provider: None,
+            other: Default::default(),
+        },
+        model_info: Default::default(),
+    };
+    ProxyConfig {
+        model_list: vec![entry("demo"), entry("demo-embedding")],
+        ..ProxyConfig::default()
+    }
+}
+
+fn models_config(models: &[String]) -> ProxyConfig {
+    let mut config = demo_config();
+    config.model_list = models
+        .iter()
+        .map(|m| {
+            let mut e = demo_config().model_list.remove(0);
+            e.model_name.clone_from(m);
+            e.litellm_params.model.clone_from(m);
+            e
+        })
+        .collect();
+    // Let clients use the bare name too: `openai/gpt-4o` answers as `gpt-4o`.
+    for m in models {
+        if let Some((_, bare)) = m.split_once('/') {
+            if !models.iter().any(|x| x == bare) {
+                config.router_settings.model_group_alias.insert(
+                    bare.to_owned(),
+                    config::AliasTarget::Detailed {
+                        model: m.clone(),
+                        hidden: true,
+                    },
+                );
+            }
+        }
+    }
+    config
+}
+
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn init_logging(debug: bool, json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if debug { "debug" } else { "info" };
+    let filter = std::env::var("TOLLGATE_LOG")
+        .ok()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Loads the configuration the command line asks for.
+pub fn load(cli: &Cli) -> Result<(ProxyConfig, Vec<String>), ConfigError> {
+    if let Some(path) = &cli.config {
+        let loaded = config::load(path, &env_lookup)?;
+        Ok((loaded.config, loaded.warnings))
+    } else if !cli.model.is_empty() {
+        Ok((models_config(&cli.model), Vec::new()))
+    } else {
+        Ok((
+            demo_config(),
+            vec!["no --config or --model given: serving the built-in demo models `demo` and `demo-embedding` (mock provider, no network)".to_owned()],
+        ))
+    }
+}
+
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+/// Runs the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (config, warnings) = match load(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tollgate: config error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let json = cli.json_logs
+        || config.litellm_settings.json_logs.unwrap_or(false)
+        || std::env::var("JSON_LOGS").is_ok_and(|v| v == "true" || v == "True" || v == "1");
+    init_logging(
+        cli.detailed_debug || config.litellm_settings.set_verbose.unwrap_or(false),
+        json,
+    );
+    let gateway = match Gateway::from_config(&config, &env_lookup, Arc::new(LogSink)) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("tollgate: config error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for w in warnings.iter().chain(&gateway.warnings) {
+        tracing::warn!("{w}");
+    }
+    if cli.check {
+        println!(
+            "config OK: {} deployment(s), {} model name(s)",
+            config.model_list.len(),
+            gateway.router.models().len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    if !gateway.has_master_key {
+        tracing::warn!(
+            "NO MASTER KEY: general_settings.master_key is not set, so anyone who can reach this port can use every model on your keys"
+        );
+    }
+
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = cli.num_workers.filter(|n| *n > 0) {
+        rt.worker_threads(n);
+    }
+    let rt = match rt.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tollgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let addr = format!("{}:{}", cli.host, cli.port);
+        let listener = match tokio::net::TcpListener::bind(&addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("tollgate: cannot listen on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let local: SocketAddr = listener
+            .local_addr()
+            .unwrap_or_else(|_| ([0, 0, 0, 0], cli.port).into());
+        let models: Vec<String> = gateway.router.models().into_iter().map(|m| m.id).collect();
+        tracing::info!(models = ?models, "serving {} model name(s)", models.len());
+        println!("tollgate listening on http://{local}");
+        let server_config = ServerConfig {
+            grace: Duration::from_secs_f64(cli.graceful_timeout.clamp(0.0, 3600.0)),
+            ..ServerConfig::default()
+        };
+        server::serve(
+            listener,
+            gateway.service,
+            server_config,
+            server::shutdown_signal(),
+        )
+        .await;
+        ExitCode::SUCCESS
+    })
+}

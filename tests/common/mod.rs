@@ -1,0 +1,437 @@
+//! Test support: a programmable upstream server on 127.0.0.1:0, the proxy
+//! binary as a child process, and a small HTTP client.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+pub fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(fixture_path(path)).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+}
+
+pub fn fixture_path(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/protocols")
+        .join(path)
+}
+
+/// What the upstream received.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: http::Method,
+    pub path: String,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("upstream got JSON")
+    }
+}
+
+/// One programmed answer.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// Body pieces, each sent after its delay.
+    pub pieces: Vec<(Duration, Bytes)>,
+    /// Never finish the body after the pieces (a silent upstream).
+    pub hang: bool,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: impl Into<Bytes>) -> Self {
+        Reply {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            pieces: vec![(Duration::ZERO, body.into())],
+            hang: false,
+        }
+    }
+
+    pub fn sse(body: impl Into<Bytes>) -> Self {
+        Reply {
+            status: 200,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+            pieces: vec![(Duration::ZERO, body.into())],
+            hang: false,
+        }
+    }
+
+    /// SSE sent in pieces of `size` bytes with `gap` between them.
+    pub fn sse_chunked(body: &[u8], size: usize, gap: Duration) -> Self {
+        Reply {
+            status: 200,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+            pieces: body
+                .chunks(size)
+                .map(|c| (gap, Bytes::copy_from_slice(c)))
+                .collect(),
+            hang: false,
+        }
+    }
+
+    pub fn header(mut self, k: &str, v: &str) -> Self {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+}
+
+#[derive(Default)]
+struct State {
+    replies: VecDeque<Reply>,
+    fallback: Option<Reply>,
+    received: Vec<Received>,
+}
+
+/// A programmable HTTP/1.1 upstream.
+#[derive(Clone)]
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+}
+
+impl MockUpstream {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State::default()));
+        let st = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                        let st = st.clone();
+                        async move { Ok::<_, Infallible>(answer(st, req).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        MockUpstream { addr, state }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Queues a reply for the next request.
+    pub fn push(&self, reply: Reply) {
+        self.state.lock().unwrap().replies.push_back(reply);
+    }
+
+    /// The reply when the queue is empty.
+    pub fn always(&self, reply: Reply) {
+        self.state.lock().unwrap().fallback = Some(reply);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    pub fn last(&self) -> Received {
+        self.received()
+            .pop()
+            .expect("the upstream received a request")
+    }
+}
+
+type ReplyBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+async fn answer(
+    state: Arc<Mutex<State>>,
+    req: http::Request<Incoming>,
+) -> http::Response<ReplyBody> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let reply = {
+        let mut s = state.lock().unwrap();
+        s.received.push(Received {
+            method: parts.method,
+            path: parts
+                .uri
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            headers: parts.headers,
+            body,
+        });
+        s.replies
+            .pop_front()
+            .or_else(|| s.fallback.clone())
+            .unwrap_or_else(|| Reply::json(500, r#"{"error":{"message":"no reply programmed"}}"#))
+    };
+    let hang = reply.hang;
+    let pieces = reply.pieces;
+    let stream =
+        futures_util::stream::unfold((pieces.into_iter(), hang), |(mut it, hang)| async move {
+            match it.next() {
+                Some((delay, bytes)) => {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    Some((Ok::<_, Infallible>(Frame::data(bytes)), (it, hang)))
+                }
+                None if hang => {
+                    std::future::pending::<()>().await;
+                    None
+                }
+                None => None,
+            }
+        });
+    let mut resp = http::Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    *resp.status_mut() = http::StatusCode::from_u16(reply.status).unwrap();
+    for (k, v) in reply.headers {
+        resp.headers_mut().append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    resp
+}
+
+/// A minimal HTTP client for tests.
+pub struct Client {
+    inner: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >,
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl Client {
+    pub fn new() -> Self {
+        Client {
+            inner: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Answer {
+        let mut req = http::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = self
+            .inner
+            .request(req.body(Full::new(body.into())).unwrap())
+            .await
+            .expect("request sent");
+        let (parts, body) = resp.into_parts();
+        Answer {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: body.collect().await.unwrap().to_bytes(),
+        }
+    }
+
+    pub async fn post_json(&self, url: &str, body: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut h = vec![("content-type", "application/json")];
+        h.extend_from_slice(headers);
+        self.send("POST", url, &h, body.to_owned()).await
+    }
+
+    pub async fn get(&self, url: &str, headers: &[(&str, &str)]) -> Answer {
+        self.send("GET", url, headers, Bytes::new()).await
+    }
+}
+
+/// The proxy binary running as a child process.
+pub struct Proxy {
+    pub child: Child,
+    pub base: String,
+    pub stderr: Arc<Mutex<String>>,
+    _dir: Option<TempDir>,
+}
+
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "tollgate-{tag}-{}-{}",
+            std::process::id(),
+            uuid_like()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn uuid_like() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    t ^ N
+        .fetch_add(1, Ordering::SeqCst)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+impl Proxy {
+    /// Starts the proxy with `yaml` as its config on a free port and waits until it listens.
+    pub fn start(yaml: &str, env: &[(&str, &str)]) -> Proxy {
+        let dir = TempDir::new("proxy");
+        let path = dir.0.join("config.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let mut p = Proxy::spawn(
+            &[
+                "--config",
+                path.to_str().unwrap(),
+                "--port",
+                "0",
+                "--host",
+                "127.0.0.1",
+            ],
+            env,
+        )
+        .unwrap_or_else(|e| panic!("proxy did not start: {e}"));
+        p._dir = Some(dir);
+        p
+    }
+
+    /// Runs the binary with `args`; `Err(stderr)` if it exits before listening.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Result<Proxy, String> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+        cmd.args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("TOLLGATE_CONFIG")
+            .env_remove("PORT")
+            .env_remove("HOST")
+            .env("TOLLGATE_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn tollgate");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let err_buf = Arc::new(Mutex::new(String::new()));
+        let eb = err_buf.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut b = eb.lock().unwrap();
+                b.push_str(&line);
+                b.push('\n');
+            }
+        });
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
+            let line = line.map_err(|e| e.to_string())?;
+            if let Some(url) = line.strip_prefix("tollgate listening on ") {
+                let base = url.trim().to_owned();
+                std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+                return Ok(Proxy {
+                    child,
+                    base,
+                    stderr: err_buf,
+                    _dir: None,
+                });
+            }
+        }
+        let status = child.wait().map_err(|e| e.to_string())?;
+        // Give the stderr reader a moment to drain what the process wrote before exiting.
+        for _ in 0..50 {
+            if !err_buf.lock().unwrap().is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(format!("exited with {status}: {}", err_buf.lock().unwrap()))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    pub fn logs(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether tests that need an external service must fail instead of skipping.
+pub fn services_required() -> bool {
+    std::env::var("TOLLGATE_REQUIRE_SERVICES").is_ok_and(|v| v == "1" || v == "true")
+}
+
+/// Splits an SSE body into its `data:` payloads.
+pub fn sse_data(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter_map(|e| {
+            let data: Vec<&str> = e
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+                .collect();
+            (!data.is_empty()).then(|| data.join("\n"))
+        })
+        .collect()
+}
