@@ -1,10 +1,7 @@
-//! # tollgate
-//!
-//! One OpenAI-compatible interface to every major LLM provider, built as
-//! [`tower`] layers. See the README for the tour; the module docs for the details.
-#![doc(html_no_source)]
+#![doc = include_str!("../README.md")]
 
 pub mod auth;
+pub mod client;
 pub mod context;
 pub mod edge;
 pub mod error;
@@ -21,6 +18,7 @@ pub mod transport;
 pub mod types;
 pub mod util;
 
+pub use client::Client;
 pub use error::{Error, ErrorKind};
 pub use secret::Secret;
 pub use types::{

@@ -444,7 +444,7 @@ mod tests {
                 }
                 text.push_str(eol);
                 // One optional space after the colon is stripped.
-                let data: Vec<String> = lines.iter().map(|l| l.clone()).collect();
+                let data: Vec<String> = lines.to_vec();
                 expected.push(ev(name.as_deref(), &data.join("\n")));
             }
             let bytes = text.as_bytes();

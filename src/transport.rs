@@ -136,10 +136,10 @@ impl HttpClient {
 fn classify(err: hyper_util::client::legacy::Error) -> Error {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
     while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return Error::timeout(TimeoutKind::Connect);
-            }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return Error::timeout(TimeoutKind::Connect);
         }
         source = e.source();
     }

@@ -436,10 +436,17 @@ fn models_response(
     ex: &Exchange,
 ) -> Result<http::Response<EdgeBody>, Error> {
     let body = match id {
-        None => serde_json::to_vec(&serde_json::json!({
-            "object": "list",
-            "data": shared.catalog.list(identity),
-        })),
+        None => {
+            #[derive(serde::Serialize)]
+            struct List {
+                object: &'static str,
+                data: Vec<ModelCard>,
+            }
+            serde_json::to_vec(&List {
+                object: "list",
+                data: shared.catalog.list(identity),
+            })
+        }
         Some(id) => match shared.catalog.get(id, identity) {
             Some(card) => serde_json::to_vec(&card),
             None => return Err(Error::model_not_found(id)),
@@ -537,10 +544,9 @@ where
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
+        && len > limit as u64
     {
-        if len > limit as u64 {
-            return Err(too_large(limit));
-        }
+        return Err(too_large(limit));
     }
     let read = async move {
         let mut body = std::pin::pin!(body);

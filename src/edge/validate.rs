@@ -64,13 +64,13 @@ pub(super) fn chat(req: &ChatRequest, config: &EdgeConfig) -> Result<(), Error> 
     range("top_p", req.top_p, 0.0, 1.0)?;
     range("presence_penalty", req.presence_penalty, -2.0, 2.0)?;
     range("frequency_penalty", req.frequency_penalty, -2.0, 2.0)?;
-    if let Some(n) = req.n {
-        if !(1..=128).contains(&n) {
-            return Err(field(
-                "n",
-                format!("`n` must be between 1 and 128, got {n}"),
-            ));
-        }
+    if let Some(n) = req.n
+        && !(1..=128).contains(&n)
+    {
+        return Err(field(
+            "n",
+            format!("`n` must be between 1 and 128, got {n}"),
+        ));
     }
     for (name, v) in [
         ("max_tokens", req.max_tokens),
@@ -86,13 +86,13 @@ pub(super) fn chat(req: &ChatRequest, config: &EdgeConfig) -> Result<(), Error> 
             "`stream_options` is only allowed when `stream` is true".to_owned(),
         ));
     }
-    if let Some(t) = req.timeout {
-        if !t.is_finite() || t <= 0.0 {
-            return Err(field(
-                "timeout",
-                "`timeout` must be a positive number of seconds".to_owned(),
-            ));
-        }
+    if let Some(t) = req.timeout
+        && (!t.is_finite() || t <= 0.0)
+    {
+        return Err(field(
+            "timeout",
+            "`timeout` must be a positive number of seconds".to_owned(),
+        ));
     }
     credentials(&req.client_credential_fields(), config)
 }
@@ -105,14 +105,15 @@ pub(super) fn embeddings(req: &EmbeddingRequest, config: &EdgeConfig) -> Result<
     if req.input.is_empty() {
         return Err(field("input", "`input` must not be empty".to_owned()));
     }
-    if let Some(f) = &req.encoding_format {
-        if f != "float" && f != "base64" {
-            let shown: String = f.chars().take(40).collect();
-            return Err(field(
-                "encoding_format",
-                format!("`encoding_format` must be `float` or `base64`, got `{shown}`"),
-            ));
-        }
+    if let Some(f) = &req.encoding_format
+        && f != "float"
+        && f != "base64"
+    {
+        let shown: String = f.chars().take(40).collect();
+        return Err(field(
+            "encoding_format",
+            format!("`encoding_format` must be `float` or `base64`, got `{shown}`"),
+        ));
     }
     credentials(&req.client_credential_fields(), config)
 }

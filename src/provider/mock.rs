@@ -149,18 +149,18 @@ fn interpret(value: &Value) -> Answer {
                 Some((h, m)) => (h.trim(), Some(m.trim())),
                 None => (s.trim(), None),
             };
-            if head.starts_with("litellm.") {
-                if let Some(kind) = ErrorKind::from_litellm_class(head) {
-                    let text = message
-                        .filter(|m| !m.is_empty())
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| format!("mock {}", kind.litellm_class()));
-                    let mut err = Error::new(kind, text);
-                    if matches!(kind, ErrorKind::RateLimited(_)) {
-                        err = err.with_retry_after(Duration::from_secs(1));
-                    }
-                    return Answer::Fail(err);
+            if head.starts_with("litellm.")
+                && let Some(kind) = ErrorKind::from_litellm_class(head)
+            {
+                let text = message
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("mock {}", kind.litellm_class()));
+                let mut err = Error::new(kind, text);
+                if matches!(kind, ErrorKind::RateLimited(_)) {
+                    err = err.with_retry_after(Duration::from_secs(1));
                 }
+                return Answer::Fail(err);
             }
             Answer::Message {
                 content: Some(s.clone()),
@@ -204,10 +204,10 @@ pub(crate) async fn respond(
             tool_calls: Vec::new(),
         },
     };
-    if let Some(c) = config {
-        if !c.delay.is_zero() {
-            tokio::time::sleep(c.delay).await;
-        }
+    if let Some(c) = config
+        && !c.delay.is_zero()
+    {
+        tokio::time::sleep(c.delay).await;
     }
     let (mut content, tool_calls) = match answer {
         Answer::Fail(e) => return Err(e),
@@ -221,12 +221,12 @@ pub(crate) async fn respond(
     } else {
         FinishReason::ToolCalls
     };
-    if let (Some(limit), Some(text)) = (req.output_limit(), content.as_mut()) {
-        if tokens::estimate_text(text) > u64::from(limit) {
-            let cut: String = text.chars().take(limit as usize * 4).collect();
-            *text = cut;
-            finish = FinishReason::Length;
-        }
+    if let (Some(limit), Some(text)) = (req.output_limit(), content.as_mut())
+        && tokens::estimate_text(text) > u64::from(limit)
+    {
+        let cut: String = text.chars().take(limit as usize * 4).collect();
+        *text = cut;
+        finish = FinishReason::Length;
     }
     let prompt = tokens::estimate_prompt(req.body());
     let completion_tokens = content.as_deref().map_or(0, tokens::estimate_text)

@@ -441,12 +441,11 @@ impl Stream for UpstreamStream {
             match Pin::new(body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     this.timer.as_mut().reset(Instant::now() + this.idle);
-                    if let Ok(data) = frame.into_data() {
-                        if !this.decoder.is_done() {
-                            if let Err(e) = this.decoder.feed(&data, &mut this.queue) {
-                                this.fail(e);
-                            }
-                        }
+                    if let Ok(data) = frame.into_data()
+                        && !this.decoder.is_done()
+                        && let Err(e) = this.decoder.feed(&data, &mut this.queue)
+                    {
+                        this.fail(e);
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -491,15 +490,17 @@ impl Stream for UpstreamStream {
 /// Go-style durations (`6ms`, `1m30s`; the larger of the two).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(ms) = get("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok()) {
-        if ms.is_finite() && ms >= 0.0 {
-            return Some(Duration::from_secs_f64(ms / 1000.0));
-        }
+    if let Some(ms) = get("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
     }
-    if let Some(s) = get("retry-after").and_then(|v| v.trim().parse::<f64>().ok()) {
-        if s.is_finite() && s >= 0.0 {
-            return Some(Duration::from_secs_f64(s.min(86_400.0)));
-        }
+    if let Some(s) = get("retry-after").and_then(|v| v.trim().parse::<f64>().ok())
+        && s.is_finite()
+        && s >= 0.0
+    {
+        return Some(Duration::from_secs_f64(s.min(86_400.0)));
     }
     let a = get("x-ratelimit-reset-requests").and_then(parse_go_duration);
     let b = get("x-ratelimit-reset-tokens").and_then(parse_go_duration);

@@ -102,16 +102,16 @@ fn models_config(models: &[String]) -> ProxyConfig {
         .collect();
     // Let clients use the bare name too: `openai/gpt-4o` answers as `gpt-4o`.
     for m in models {
-        if let Some((_, bare)) = m.split_once('/') {
-            if !models.iter().any(|x| x == bare) {
-                config.router_settings.model_group_alias.insert(
-                    bare.to_owned(),
-                    config::AliasTarget::Detailed {
-                        model: m.clone(),
-                        hidden: true,
-                    },
-                );
-            }
+        if let Some((_, bare)) = m.split_once('/')
+            && !models.iter().any(|x| x == bare)
+        {
+            config.router_settings.model_group_alias.insert(
+                bare.to_owned(),
+                config::AliasTarget::Detailed {
+                    model: m.clone(),
+                    hidden: true,
+                },
+            );
         }
     }
     config

@@ -46,6 +46,7 @@ impl ChatResponse {
     }
 
     /// Takes the completion, or gives the response back if it is a stream.
+    #[allow(clippy::result_large_err)] // the response is moved back, not copied
     pub fn into_completion(self) -> Result<ChatCompletion, ChatResponse> {
         match self.body {
             ChatBody::Complete(c) => Ok(*c),
@@ -54,6 +55,7 @@ impl ChatResponse {
     }
 
     /// Takes the stream, or gives the response back if it is complete.
+    #[allow(clippy::result_large_err)] // the response is moved back, not copied
     pub fn into_stream(self) -> Result<ChatStream, ChatResponse> {
         match self.body {
             ChatBody::Stream(s) => Ok(s),

@@ -385,6 +385,7 @@ macro_rules! wire_object {
 pub(crate) use wire_object;
 
 #[cfg(test)]
+#[allow(unreachable_pub, dead_code)]
 mod tests {
     use super::*;
 

@@ -369,7 +369,7 @@ impl Proxy {
         });
         let mut lines = BufReader::new(stdout).lines();
         for line in lines.by_ref() {
-            let line = line.map_err(|e| e.to_string())?;
+            let Ok(line) = line else { break };
             if let Some(url) = line.strip_prefix("tollgate listening on ") {
                 let base = url.trim().to_owned();
                 std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
@@ -408,6 +408,22 @@ impl Proxy {
 
     pub fn logs(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until the logs contain `needle` (polling), or panics after `limit`.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let logs = self.logs();
+            if logs.contains(needle) {
+                return logs;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "log line `{needle}` never came: {logs}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

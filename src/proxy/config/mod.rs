@@ -505,26 +505,24 @@ fn check_sections(root: &Located, warnings: &mut Warnings) -> Result<(), ConfigE
             check_keys(s, table, name, &format!("{name}."), warnings)?;
         }
     }
-    if let Some(router) = section(root, "router_settings") {
-        if let Some(strategy) = section(router, "routing_strategy") {
-            if let Node::Str(s) = &strategy.value {
-                if !schema::ROUTING_STRATEGIES_KNOWN.contains(&s.as_str()) {
-                    let hint =
-                        crate::util::closest(s, schema::ROUTING_STRATEGIES_KNOWN.iter().copied())
-                            .map(|h| format!("; did you mean `{h}`?"))
-                            .unwrap_or_default();
-                    return err(format!(
-                        "{}: unknown routing_strategy `{s}`{hint} (known: {})",
-                        strategy.pos,
-                        schema::ROUTING_STRATEGIES_KNOWN.join(", ")
-                    ));
-                }
-                if !schema::ROUTING_STRATEGIES_SUPPORTED.contains(&s.as_str()) {
-                    warnings.other.push(format!(
-                        "routing_strategy `{s}` is not implemented yet; using simple-shuffle"
-                    ));
-                }
-            }
+    if let Some(router) = section(root, "router_settings")
+        && let Some(strategy) = section(router, "routing_strategy")
+        && let Node::Str(s) = &strategy.value
+    {
+        if !schema::ROUTING_STRATEGIES_KNOWN.contains(&s.as_str()) {
+            let hint = crate::util::closest(s, schema::ROUTING_STRATEGIES_KNOWN.iter().copied())
+                .map(|h| format!("; did you mean `{h}`?"))
+                .unwrap_or_default();
+            return err(format!(
+                "{}: unknown routing_strategy `{s}`{hint} (known: {})",
+                strategy.pos,
+                schema::ROUTING_STRATEGIES_KNOWN.join(", ")
+            ));
+        }
+        if !schema::ROUTING_STRATEGIES_SUPPORTED.contains(&s.as_str()) {
+            warnings.other.push(format!(
+                "routing_strategy `{s}` is not implemented yet; using simple-shuffle"
+            ));
         }
     }
     let Some(list) = section(root, "model_list") else {
@@ -709,13 +707,13 @@ fn validate(
             ("stream_timeout", m.litellm_params.stream_timeout),
             ("weight", m.litellm_params.weight),
         ] {
-            if let Some(v) = v {
-                if !v.is_finite() || v < 0.0 {
-                    return err(format!(
-                        "{}: `litellm_params.{key}` must be a non-negative number",
-                        at(&format!("litellm_params.{key}"))
-                    ));
-                }
+            if let Some(v) = v
+                && (!v.is_finite() || v < 0.0)
+            {
+                return err(format!(
+                    "{}: `litellm_params.{key}` must be a non-negative number",
+                    at(&format!("litellm_params.{key}"))
+                ));
             }
         }
     }
@@ -735,13 +733,13 @@ fn validate(
             ));
         }
     }
-    if let Some(mb) = config.general_settings.max_request_size_mb {
-        if !mb.is_finite() || mb <= 0.0 {
-            return err(format!(
-                "{}: `max_request_size_mb` must be a positive number",
-                locate("general_settings.max_request_size_mb", positions)
-            ));
-        }
+    if let Some(mb) = config.general_settings.max_request_size_mb
+        && (!mb.is_finite() || mb <= 0.0)
+    {
+        return err(format!(
+            "{}: `max_request_size_mb` must be a positive number",
+            locate("general_settings.max_request_size_mb", positions)
+        ));
     }
     Ok(())
 }
