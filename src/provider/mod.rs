@@ -14,6 +14,7 @@
 pub mod compat;
 pub mod mock;
 pub mod openai;
+mod params;
 pub mod sse_stream;
 
 use crate::context::Deadline;
@@ -40,6 +41,7 @@ use tokio::time::{Instant, Sleep};
 pub use compat::{COMPAT_PROVIDERS, CompatProvider};
 pub use mock::{Mock, MockConfig};
 pub use openai::{OpenAi, OpenAiConfig, OpenAiProtocol};
+pub use params::DropParams;
 
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -548,9 +550,23 @@ pub enum ProviderKind {
     OpenAi,
     /// An OpenAI-compatible server from [`COMPAT_PROVIDERS`].
     Compat(&'static CompatProvider),
+    /// `anthropic/…`: the Anthropic Messages API.
+    Anthropic,
+    /// `gemini/…`: Google AI Studio.
+    Gemini,
+    /// `vertex_ai/…`: Gemini and Claude on Google Vertex AI.
+    VertexAi,
+    /// `bedrock/…` (and `bedrock_converse/…`): AWS Bedrock Converse.
+    Bedrock,
+    /// `azure/<deployment>`: Azure OpenAI.
+    Azure,
+    /// `mistral/…`: Mistral La Plateforme.
+    Mistral,
+    /// `cohere/…`, `cohere_chat/…`: Cohere v2 chat.
+    Cohere,
     /// `mock/…`: the built-in mock provider.
     Mock,
-    /// A provider prefix tollgate does not serve yet.
+    /// A provider prefix tollgate does not serve.
     Unsupported(String),
 }
 
@@ -567,24 +583,28 @@ impl ProviderKind {
     /// assert_eq!(model, "llama-3.1-8b-instant");
     /// // Only the first segment is the provider: the rest is the model id.
     /// assert_eq!(ProviderKind::parse("openrouter/meta-llama/llama-3-70b").1, "meta-llama/llama-3-70b");
+    /// assert_eq!(ProviderKind::parse("bedrock/us.anthropic.claude-3-5-sonnet-20241022-v2:0").0, ProviderKind::Bedrock);
     /// ```
     pub fn parse(model: &str) -> (ProviderKind, &str) {
         let Some((prefix, rest)) = model.split_once('/') else {
             return (ProviderKind::OpenAi, model);
         };
-        match prefix {
-            "openai" | "text-completion-openai" => (ProviderKind::OpenAi, rest),
-            "mock" => (ProviderKind::Mock, rest),
+        let kind = match prefix {
+            "openai" | "text-completion-openai" => ProviderKind::OpenAi,
+            "anthropic" => ProviderKind::Anthropic,
+            "gemini" => ProviderKind::Gemini,
+            "vertex_ai" | "vertex_ai_beta" => ProviderKind::VertexAi,
+            "bedrock" | "bedrock_converse" => ProviderKind::Bedrock,
+            "azure" => ProviderKind::Azure,
+            "mistral" => ProviderKind::Mistral,
+            "cohere" | "cohere_chat" => ProviderKind::Cohere,
+            "mock" => ProviderKind::Mock,
             other => match compat::lookup(other) {
-                Some(p) => (ProviderKind::Compat(p), rest),
-                None if KNOWN_NATIVE.contains(&other) => {
-                    (ProviderKind::Unsupported(other.to_owned()), rest)
-                }
-                // LiteLLM treats an unknown prefix as part of an OpenAI model id
-                // only when it is not a provider; we are stricter and say so.
-                None => (ProviderKind::Unsupported(other.to_owned()), rest),
+                Some(p) => ProviderKind::Compat(p),
+                None => ProviderKind::Unsupported(other.to_owned()),
             },
-        }
+        };
+        (kind, rest)
     }
 
     /// The provider's name as LiteLLM spells it.
@@ -592,25 +612,18 @@ impl ProviderKind {
         match self {
             ProviderKind::OpenAi => "openai",
             ProviderKind::Compat(p) => p.name,
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::VertexAi => "vertex_ai",
+            ProviderKind::Bedrock => "bedrock",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Mistral => "mistral",
+            ProviderKind::Cohere => "cohere",
             ProviderKind::Mock => "mock",
             ProviderKind::Unsupported(s) => s,
         }
     }
 }
-
-/// Native providers that have their own protocol (served by dedicated leaves).
-const KNOWN_NATIVE: &[&str] = &[
-    "anthropic",
-    "azure",
-    "azure_ai",
-    "gemini",
-    "vertex_ai",
-    "bedrock",
-    "bedrock_converse",
-    "mistral",
-    "cohere",
-    "cohere_chat",
-];
 
 /// A header name known at compile time.
 pub(crate) fn header(name: &'static str) -> HeaderName {

@@ -64,6 +64,8 @@ pub struct OpenAiConfig {
     /// Ask for usage on streams (`stream_options.include_usage`). Off only for
     /// servers that reject `stream_options`.
     pub stream_usage: bool,
+    /// Parameters to leave out (`additional_drop_params`; OpenAI supports every OpenAI parameter).
+    pub drop: super::DropParams,
     /// Deadlines.
     pub timeouts: LeafTimeouts,
     /// The deployment this is (defaults describe the model alone).
@@ -85,6 +87,7 @@ impl OpenAiConfig {
             params: Extra::new(),
             provider: Arc::from("openai"),
             stream_usage: true,
+            drop: super::DropParams::default(),
             timeouts: LeafTimeouts::default(),
             info: None,
             client: None,
@@ -113,6 +116,7 @@ pub struct OpenAiProtocol {
     headers: HeaderMap,
     params: Extra,
     stream_usage: bool,
+    drop: super::DropParams,
     secrets: Vec<Secret>,
 }
 
@@ -203,6 +207,7 @@ impl OpenAiProtocol {
             headers,
             params: config.params,
             stream_usage: config.stream_usage,
+            drop: config.drop,
             secrets,
         })
     }
@@ -230,14 +235,14 @@ impl Protocol for OpenAiProtocol {
     fn chat_request(&self, req: &ChatRequest) -> Result<http::Request<Bytes>, Error> {
         let stream = req.is_stream();
         let force_usage = stream && self.stream_usage;
-        let except: &[&str] = if force_usage {
-            &["stream_options"]
-        } else {
-            &[]
-        };
+        let policy = self.drop.for_request(req.body());
+        let mut except: Vec<&str> = policy.additional.iter().map(String::as_str).collect();
+        if force_usage {
+            except.push("stream_options");
+        }
         let body = req
             .body()
-            .write_upstream_json(&self.model, except, &self.params, |map| {
+            .write_upstream_json(&self.model, &except, &self.params, |map| {
                 if force_usage {
                     let mut opts: StreamOptions = req.stream_options.clone().unwrap_or_default();
                     opts.include_usage = Some(true);
@@ -555,6 +560,23 @@ mod tests {
                 .get("authorization")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn additional_drop_params_leave_fields_out() {
+        let mut cfg = OpenAiConfig::new("m");
+        cfg.drop.additional = vec!["seed".into()];
+        let p = OpenAiProtocol::new(cfg).unwrap();
+        let req = ChatRequest::from_json(
+            br#"{"model":"g","messages":[],"seed":3,"user":"u","vendor":1,"additional_drop_params":["vendor","user"]}"#,
+        )
+        .unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(p.chat_request(&req).unwrap().body()).unwrap();
+        assert!(body.get("seed").is_none());
+        assert!(body.get("user").is_none());
+        assert!(body.get("vendor").is_none());
+        assert!(body.get("additional_drop_params").is_none());
     }
 
     #[test]

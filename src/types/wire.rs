@@ -295,6 +295,10 @@ macro_rules! wire_object {
             pub const KNOWN_FIELDS: &'static [&'static str] =
                 &[$($($rkey,)*)? $($($dkey,)*)? $($($nkey,)*)? $($($okey,)*)? $($($lkey,)*)?];
 
+            /// The JSON names of the `optional` fields (written only when set).
+            #[allow(dead_code)]
+            pub const OPTIONAL_FIELDS: &'static [&'static str] = &[$($($okey,)*)?];
+
             /// Writes the known (non-local) fields, except those named in `except`,
             /// followed by the unknown ones, into `map`.
             #[allow(unused_variables, dead_code)]

@@ -79,7 +79,7 @@ environment_variables:
     assert_eq!(c.litellm_settings.request_timeout, Some(30.0));
     assert_eq!(loaded.warnings.len(), 1);
     let w = &loaded.warnings[0];
-    assert!(w.contains("litellm_settings.drop_params"), "{w}");
+    assert!(!w.contains("drop_params"), "drop_params is acted on: {w}");
     assert!(w.contains("litellm_params.aws_region_name"), "{w}");
 }
 
