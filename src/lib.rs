@@ -6,6 +6,7 @@ pub mod context;
 pub mod edge;
 pub mod error;
 pub mod observe;
+pub mod pricing;
 pub mod provider;
 #[cfg(feature = "proxy")]
 pub mod proxy;
