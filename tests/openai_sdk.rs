@@ -6,31 +6,8 @@
 
 mod common;
 
-use common::{MockUpstream, Proxy, Reply, fixture};
-use std::path::PathBuf;
+use common::{MockUpstream, Proxy, Reply, fixture, python_with};
 use std::process::Command;
-
-/// A Python that can `import openai` (and `anthropic` when asked), or why not.
-pub fn python_with(modules: &str) -> Result<PathBuf, String> {
-    let candidates: Vec<PathBuf> = std::env::var_os("TOLLGATE_PYTHON")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/.venv/bin/python"
-        ))])
-        .collect();
-    for py in &candidates {
-        let ok = Command::new(py)
-            .args(["-c", &format!("import {modules}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return Ok(py.clone());
-        }
-    }
-    Err(format!("no Python with `{modules}` at {candidates:?}"))
-}
 
 #[tokio::test]
 async fn openai_python_sdk_against_the_proxy() {

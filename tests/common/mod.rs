@@ -451,3 +451,71 @@ pub fn sse_data(text: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// A Python that can `import <modules>` (`TOLLGATE_PYTHON`, else `.venv/bin/python`).
+pub fn python_with(modules: &str) -> Result<PathBuf, String> {
+    let candidates: Vec<PathBuf> = std::env::var_os("TOLLGATE_PYTHON")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/.venv/bin/python"
+        ))])
+        .collect();
+    for py in &candidates {
+        let ok = Command::new(py)
+            .args(["-c", &format!("import {modules}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Ok(py.clone());
+        }
+    }
+    Err(format!("no Python with `{modules}` at {candidates:?}"))
+}
+
+/// Runs `tests/python/<script>` against the proxy, or skips (returns `false`)
+/// when no suitable Python exists and services are not required.
+pub async fn run_python(
+    test: &str,
+    modules: &str,
+    script: &str,
+    proxy: &Proxy,
+    key: &str,
+    args: &[String],
+) -> bool {
+    let python = match python_with(modules) {
+        Ok(p) => p,
+        Err(why) if !services_required() => {
+            eprintln!("SKIPPED {test}: {why} (run ./scripts/test, or set TOLLGATE_PYTHON)");
+            return false;
+        }
+        Err(why) => panic!("{why}"),
+    };
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let base = proxy.base.clone();
+    let key = key.to_owned();
+    let args = args.to_vec();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(path)
+            .args(args)
+            .env("TOLLGATE_BASE_URL", base)
+            .env("TOLLGATE_KEY", key)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} failed\nstdout: {stdout}\nstderr: {stderr}\nproxy logs: {}",
+        proxy.logs()
+    );
+    assert!(stdout.contains("ok "), "{stdout}");
+    true
+}
