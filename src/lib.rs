@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod client;
 pub mod context;
+pub mod cost;
 pub mod edge;
 pub mod error;
 pub mod observe;

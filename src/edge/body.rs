@@ -55,10 +55,23 @@ impl EdgeBody {
     /// or an in-band `data: {"error": …}` event if the stream fails. The usage
     /// chunk is passed only when `include_usage`.
     pub fn sse(stream: ChatStream, include_usage: bool) -> Self {
+        EdgeBody::sse_with_cost(stream, include_usage, None)
+    }
+
+    /// Like [`EdgeBody::sse`], and once the stream has ended writes its cost as
+    /// an SSE comment (`: x-litellm-response-cost 0.00123`) before `[DONE]`.
+    pub fn sse_with_cost(
+        stream: ChatStream,
+        include_usage: bool,
+        cost: Option<crate::cost::StreamCost>,
+    ) -> Self {
         EdgeBody {
             kind: Kind::Sse(SseBody {
                 stream: Some(stream),
-                encoder: Box::new(OpenAiSse { include_usage }),
+                encoder: Box::new(OpenAiSse {
+                    include_usage,
+                    cost,
+                }),
                 buf: BytesMut::new(),
             }),
         }
@@ -88,6 +101,7 @@ pub trait SseEncoder: Send + 'static {
 
 struct OpenAiSse {
     include_usage: bool,
+    cost: Option<crate::cost::StreamCost>,
 }
 
 impl SseEncoder for OpenAiSse {
@@ -110,6 +124,14 @@ impl SseEncoder for OpenAiSse {
     }
 
     fn end(&mut self, out: &mut BytesMut) {
+        if let Some(total) = self
+            .cost
+            .as_ref()
+            .and_then(|c| c.get())
+            .and_then(|c| c.total())
+        {
+            out.put_slice(format!(": x-litellm-response-cost {total}\n\n").as_bytes());
+        }
         out.put_slice(crate::sse::DONE);
     }
 }

@@ -652,6 +652,7 @@ static X_MODEL_GROUP: HeaderName = HeaderName::from_static("x-litellm-model-grou
 static X_OVERHEAD: HeaderName = HeaderName::from_static("x-litellm-overhead-duration-ms");
 static X_RETRIES: HeaderName = HeaderName::from_static("x-litellm-attempted-retries");
 static X_FALLBACKS: HeaderName = HeaderName::from_static("x-litellm-attempted-fallbacks");
+static X_RESPONSE_COST: HeaderName = HeaderName::from_static("x-litellm-response-cost");
 
 fn header_value(s: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(s).ok()
@@ -704,7 +705,18 @@ fn chat_response(
     let ChatResponse { body, meta } = resp;
     let mut out = match body {
         ChatBody::Complete(c) => match serde_json::to_vec(&c) {
-            Ok(bytes) => json(StatusCode::OK, bytes),
+            Ok(bytes) => {
+                let mut r = json(StatusCode::OK, bytes);
+                if let Some(total) = meta
+                    .extensions
+                    .get::<crate::cost::CallCost>()
+                    .and_then(|c| c.total())
+                    && let Some(v) = header_value(&total.to_string())
+                {
+                    r.headers_mut().insert(X_RESPONSE_COST.clone(), v);
+                }
+                r
+            }
             Err(e) => {
                 return error_response(
                     &Error::internal(format!("could not encode the answer: {e}")),
@@ -713,7 +725,8 @@ fn chat_response(
             }
         },
         ChatBody::Stream(s) => {
-            let mut r = http::Response::new(EdgeBody::sse(s, include_usage));
+            let cost = meta.extensions.get::<crate::cost::StreamCost>().cloned();
+            let mut r = http::Response::new(EdgeBody::sse_with_cost(s, include_usage, cost));
             let h = r.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
             h.insert(

@@ -45,6 +45,7 @@
 //! ```
 
 use crate::context::{Received, RequestId, Tags};
+use crate::cost::{CallCost, StreamCost};
 use crate::error::Error;
 use crate::provider::UpstreamLatency;
 use crate::stream::{ChunkAggregator, StreamEnd, StreamObserver};
@@ -104,6 +105,8 @@ pub struct CompletionRecord {
     pub usage: Option<Usage>,
     /// Whether `usage` was estimated (stream cut before the provider reported it).
     pub usage_estimated: bool,
+    /// Cost in USD; `None` when the model has no known price (or nothing was priced).
+    pub cost: Option<crate::pricing::Usd>,
     /// Success, failure or cancellation.
     pub status: RecordStatus,
     /// HTTP status the client got (or would have got).
@@ -192,6 +195,7 @@ impl RecordSink for LogSink {
             prompt_tokens = usage.map(|u| u.prompt_tokens),
             completion_tokens = usage.map(|u| u.completion_tokens),
             usage_estimated = r.usage_estimated,
+            cost_usd = r.cost.map(crate::pricing::Usd::as_f64),
             attempts = r.attempts,
             error = r.error.as_ref().map(|e| e.class),
             "request"
@@ -299,6 +303,7 @@ impl Draft {
             upstream_latency: None,
             usage: None,
             usage_estimated: false,
+            cost: None,
             status,
             http_status,
             error: None,
@@ -369,6 +374,11 @@ where
                 match &mut resp.body {
                     ChatBody::Complete(c) => {
                         record.usage.clone_from(&c.usage);
+                        if let Some(cost) = resp.meta.extensions.get::<CallCost>() {
+                            record.usage = Some(cost.usage.clone());
+                            record.usage_estimated = cost.estimated;
+                            record.cost = cost.total();
+                        }
                         record.finish_reason = c
                             .choices
                             .first()
@@ -381,11 +391,13 @@ where
                             s,
                             crate::stream::ChatStream::from_chunks(Vec::new()),
                         );
+                        let priced = resp.meta.extensions.get::<StreamCost>().cloned();
                         *s = stream.observe(StreamRecorder {
                             draft,
                             record,
                             agg: ChunkAggregator::default(),
                             first_token: None,
+                            priced,
                         });
                     }
                 }
@@ -407,6 +419,7 @@ struct StreamRecorder {
     record: CompletionRecord,
     agg: ChunkAggregator,
     first_token: Option<Duration>,
+    priced: Option<StreamCost>,
 }
 
 impl StreamObserver for StreamRecorder {
@@ -430,6 +443,7 @@ impl StreamObserver for StreamRecorder {
             mut record,
             agg,
             first_token,
+            priced,
         } = self;
         record.latency = draft.started.elapsed();
         record.time_to_first_token = first_token;
@@ -446,13 +460,21 @@ impl StreamObserver for StreamRecorder {
                 record.http_status = 499;
             }
         }
-        match agg.usage() {
-            Some(u) => record.usage = Some(u.clone()),
-            None => {
-                let prompt = tokens::estimate_prompt(&draft.body);
-                let completion = tokens::estimate_text(&agg.output_text());
-                record.usage = Some(Usage::new(prompt, completion));
-                record.usage_estimated = true;
+        // The cost layer (inside) has finished first and priced the stream.
+        if let Some(cost) = priced.as_ref().and_then(StreamCost::get) {
+            record.usage = Some(cost.usage.clone());
+            record.usage_estimated = cost.estimated;
+            record.cost = cost.total();
+        } else {
+            match agg.usage() {
+                Some(u) => record.usage = Some(u.clone()),
+                None => {
+                    let prompt = tokens::prompt_fallback(&draft.body.model, &draft.body);
+                    let completion =
+                        tokens::completion_fallback(&draft.body.model, &agg.output_text());
+                    record.usage = Some(Usage::new(prompt, completion));
+                    record.usage_estimated = true;
+                }
             }
         }
         let completion = agg.finish();

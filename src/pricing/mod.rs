@@ -359,6 +359,8 @@ fn provider_matches(prefix: &str, entry_provider: Option<&str>) -> bool {
         return false;
     };
     match prefix {
+        // The mock provider is priced as the model it stands in for.
+        "mock" => true,
         "openai" | "text-completion-openai" => p == "openai" || p == "text-completion-openai",
         "vertex_ai" | "vertex_ai_beta" => p.starts_with("vertex_ai"),
         "bedrock" | "bedrock_converse" => p == "bedrock" || p == "bedrock_converse",

@@ -228,11 +228,13 @@ pub(crate) async fn respond(
         *text = cut;
         finish = FinishReason::Length;
     }
-    let prompt = tokens::estimate_prompt(req.body());
-    let completion_tokens = content.as_deref().map_or(0, tokens::estimate_text)
+    let prompt = tokens::prompt_fallback(&info.model, req.body());
+    let completion_tokens = content
+        .as_deref()
+        .map_or(0, |t| tokens::completion_fallback(&info.model, t))
         + tool_calls
             .iter()
-            .map(|t| tokens::estimate_text(&t.function.arguments) + 1)
+            .map(|t| tokens::completion_fallback(&info.model, &t.function.arguments) + 1)
             .sum::<u64>();
     let usage = Usage::new(prompt, completion_tokens);
     let id = format!("chatcmpl-mock-{}", uuid::Uuid::now_v7().simple());
@@ -437,7 +439,10 @@ mod tests {
         let c = r.completion().unwrap();
         assert_eq!(c.text(), Some(DEFAULT_REPLY));
         let u = c.usage.as_ref().unwrap();
-        assert_eq!(u.completion_tokens, tokens::estimate_text(DEFAULT_REPLY));
+        assert_eq!(
+            u.completion_tokens,
+            tokens::count_text("mock/x", DEFAULT_REPLY)
+        );
         assert!(u.prompt_tokens > 0);
         assert_eq!(c.model, "x");
     }

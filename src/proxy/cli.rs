@@ -56,6 +56,9 @@ pub struct Cli {
     /// Check the config and exit.
     #[arg(long)]
     pub check: bool,
+    /// A price file (LiteLLM's JSON format) merged over the bundled price table.
+    #[arg(long, env = "TOLLGATE_PRICE_FILE")]
+    pub price_file: Option<PathBuf>,
 }
 
 /// The demo served when no config and no model are given.
@@ -172,7 +175,12 @@ pub fn main() -> ExitCode {
         cli.detailed_debug || config.litellm_settings.set_verbose.unwrap_or(false),
         json,
     );
-    let gateway = match Gateway::from_config(&config, &env_lookup, Arc::new(LogSink)) {
+    let options = super::GatewayOptions {
+        price_file: cli.price_file.clone(),
+    };
+    // Token vocabularies take ~150 ms to load: do it before the first request needs them.
+    std::thread::spawn(crate::tokens::warm_up);
+    let gateway = match Gateway::with_options(&config, &env_lookup, Arc::new(LogSink), &options) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("tollgate: config error: {e}");

@@ -7,6 +7,7 @@
 pub mod build;
 pub mod cli;
 pub mod config;
+mod routes;
 pub mod server;
 
 use crate::auth::{Authenticate, MasterKey, NoAuth};
@@ -55,6 +56,46 @@ pub struct ProxyService {
     edge: ProxyEdge,
     state: Arc<ProxyState>,
     models: usize,
+    auth: Arc<dyn Authenticate>,
+    routes: Arc<routes::Routes>,
+}
+
+/// Options of a gateway that do not come from the config file.
+#[derive(Clone, Debug, Default)]
+pub struct GatewayOptions {
+    /// A price file in LiteLLM's table format, merged over the bundled table
+    /// (also `litellm_settings.model_cost_map_path`; this one wins).
+    pub price_file: Option<std::path::PathBuf>,
+}
+
+/// The price table a config asks for: bundled, plus its price file if any.
+pub fn price_table(
+    config: &ProxyConfig,
+    options: &GatewayOptions,
+) -> Result<crate::pricing::PriceTable, ConfigError> {
+    let mut table = crate::pricing::PriceTable::bundled();
+    let from_config = config
+        .litellm_settings
+        .other
+        .get("model_cost_map_path")
+        .and_then(|v| v.as_str())
+        .map(std::path::PathBuf::from);
+    if let Some(path) = options.price_file.clone().or(from_config) {
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            ConfigError(format!(
+                "cannot read the price file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let extra = crate::pricing::PriceTable::from_json(&text).map_err(|e| {
+            ConfigError(format!(
+                "the price file {} is not a JSON map of model → prices: {e}",
+                path.display()
+            ))
+        })?;
+        table.merge(extra);
+    }
+    Ok(table)
 }
 
 /// A gateway built from a config.
@@ -77,8 +118,19 @@ impl Gateway {
         env: &dyn Fn(&str) -> Option<String>,
         sink: Arc<dyn RecordSink>,
     ) -> Result<Gateway, ConfigError> {
+        Gateway::with_options(config, env, sink, &GatewayOptions::default())
+    }
+
+    /// Like [`Gateway::from_config`], with options from the command line.
+    pub fn with_options(
+        config: &ProxyConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+        sink: Arc<dyn RecordSink>,
+        options: &GatewayOptions,
+    ) -> Result<Gateway, ConfigError> {
         let client = HttpClient::shared();
-        let built = build::build(config, env, &client)?;
+        let table = price_table(config, options)?;
+        let built = build::build_with_prices(config, env, &client, &table)?;
         let router = built.router;
         let auth: Arc<dyn Authenticate> = match &config.general_settings.master_key {
             Some(key) if !key.is_empty() => Arc::new(MasterKey::new(key.clone())),
@@ -96,7 +148,7 @@ impl Gateway {
         let edge = HttpEdge::builder(chat)
             .embeddings(router.clone())
             .catalog(router.clone())
-            .auth_arc(auth)
+            .auth_arc(auth.clone())
             .config(edge_config)
             .build();
         Ok(Gateway {
@@ -104,6 +156,11 @@ impl Gateway {
                 edge,
                 state: Arc::new(ProxyState::default()),
                 models: config.model_list.len(),
+                auth,
+                routes: Arc::new(routes::Routes {
+                    router: router.clone(),
+                    config: Arc::new(config.clone()),
+                }),
             },
             router,
             warnings: built.warnings,
@@ -182,6 +239,27 @@ where
         };
         if let Some(resp) = quick {
             return Box::pin(async move { Ok(resp) });
+        }
+        if routes::is_route(path) {
+            let auth = self.auth.clone();
+            let routes = self.routes.clone();
+            return Box::pin(async move {
+                let (parts, body) = req.into_parts();
+                let result = async {
+                    let identity = auth
+                        .authenticate(crate::auth::credential(&parts.headers))
+                        .await?;
+                    routes
+                        .handle(&identity, &parts.method, parts.uri.path(), body)
+                        .await
+                }
+                .await;
+                Ok(result.unwrap_or_else(|e| {
+                    let mut resp = json_response(e.status(), serde_json::Value::Null);
+                    *resp.body_mut() = EdgeBody::full(e.to_json());
+                    resp
+                }))
+            });
         }
         self.edge.call(req)
     }

@@ -61,6 +61,8 @@ pub struct Deployment {
     pub tpm: Option<u64>,
     /// Priority: only the lowest `order` present is used.
     pub order: Option<u32>,
+    /// Prices, limits and capabilities of the deployment's model, when known.
+    pub price: Option<Arc<crate::pricing::ModelPrice>>,
 }
 
 impl std::fmt::Debug for Deployment {
@@ -94,6 +96,7 @@ impl Deployment {
             rpm: None,
             tpm: None,
             order: None,
+            price: None,
         }
     }
 

@@ -15,6 +15,8 @@ mod mistral;
 mod openai;
 
 use super::config::{ConfigError, ModelEntry, ProxyConfig};
+use crate::cost::CostLayer;
+use crate::pricing::{ModelPrice, PriceTable};
 use crate::provider::{DropParams, LeafTimeouts, ProviderKind};
 use crate::router::Router;
 use crate::transport::HttpClient;
@@ -22,6 +24,8 @@ use crate::types::{DeploymentInfo, Extra};
 use http::{HeaderName, HeaderValue};
 use std::sync::Arc;
 use std::time::Duration;
+use tower::Layer;
+use tower::util::BoxCloneSyncService;
 
 /// Environment lookup used while building (the library itself never reads the environment).
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -203,11 +207,72 @@ fn drop_policy(config: &ProxyConfig, entry: &ModelEntry) -> DropParams {
     }
 }
 
-/// Builds every deployment and the router.
+/// Price keys a deployment may set in `litellm_params` or `model_info`.
+const PRICE_KEYS: &[&str] = &[
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "input_cost_per_second",
+    "output_cost_per_second",
+    "cache_read_input_token_cost",
+    "cache_creation_input_token_cost",
+    "output_cost_per_reasoning_token",
+    "input_cost_per_audio_token",
+    "output_cost_per_audio_token",
+    "max_input_tokens",
+    "max_output_tokens",
+    "max_tokens",
+];
+
+/// The prices of a deployment: `model_info.base_model` (Azure deployments,
+/// aliases) or the model string looked up in `table`, with the prices the
+/// entry sets itself on top. `None` when nothing is known.
+pub(crate) fn resolve_price(
+    table: &PriceTable,
+    entry: &ModelEntry,
+    full_model: &str,
+    provider: &str,
+) -> Option<ModelPrice> {
+    let base_model = entry.model_info.get("base_model").and_then(|v| v.as_str());
+    let found = match base_model {
+        Some(b) => table
+            .lookup(b)
+            .or_else(|| table.lookup(&format!("{provider}/{b}"))),
+        None => table.lookup(full_model),
+    };
+    let mut overrides = serde_json::Map::new();
+    for key in PRICE_KEYS {
+        let value = entry
+            .model_info
+            .get(*key)
+            .or_else(|| entry.litellm_params.other.get(*key));
+        if let Some(v) = value {
+            overrides.insert((*key).to_owned(), v.clone());
+        }
+    }
+    let over = ModelPrice::from_json(full_model, &overrides);
+    match (found, overrides.is_empty()) {
+        (Some(base), true) => Some((**base).clone()),
+        (Some(base), false) => Some(base.overlay(&over)),
+        (None, false) => Some(over),
+        (None, true) => None,
+    }
+}
+
+/// Builds every deployment and the router, pricing with the bundled table.
 pub fn build(
     config: &ProxyConfig,
     env: EnvLookup<'_>,
     client: &HttpClient,
+) -> Result<Built, ConfigError> {
+    build_with_prices(config, env, client, &PriceTable::bundled())
+}
+
+/// Builds every deployment and the router, pricing with `table`.
+pub fn build_with_prices(
+    config: &ProxyConfig,
+    env: EnvLookup<'_>,
+    client: &HttpClient,
+    table: &PriceTable,
 ) -> Result<Built, ConfigError> {
     let mut warnings = Vec::new();
     let mut builder = Router::builder();
@@ -276,6 +341,31 @@ pub fn build(
         deployment.rpm = p.rpm;
         deployment.tpm = p.tpm;
         deployment.order = p.order;
+        let mut price = resolve_price(table, entry, &full_model, deployment.info.provider.as_ref());
+        if price.is_none() && deployment.info.provider.as_ref() == "mock" {
+            // The mock calls nothing that costs money: it is free, not unknown.
+            price = Some(ModelPrice {
+                key: full_model.clone(),
+                tokens: crate::pricing::TokenPrices {
+                    input: Some(crate::pricing::Usd::ZERO),
+                    output: Some(crate::pricing::Usd::ZERO),
+                    ..Default::default()
+                },
+                ..Default::default()
+            });
+        }
+        let cost = CostLayer::new(&full_model, price.clone());
+        deployment.price = cost.price().cloned().map(Arc::new);
+        if deployment.price.is_none() {
+            warnings.push(format!(
+                "model_list[{i}] (`{}`): no price is known for `{full_model}`; its cost is reported as unknown (set input_cost_per_token/output_cost_per_token in model_info)",
+                entry.model_name
+            ));
+        }
+        deployment.chat = deployment
+            .chat
+            .take()
+            .map(|svc| BoxCloneSyncService::new(cost.layer(svc)));
         builder = builder.deployment(deployment);
     }
     for (alias, target) in &config.router_settings.model_group_alias {
@@ -326,7 +416,11 @@ mod tests {
             &[("GROQ_API_KEY", "gsk_test_123456")],
         )
         .unwrap();
-        assert!(b.warnings.is_empty(), "{:?}", b.warnings);
+        assert!(
+            !b.warnings.iter().any(|w| w.contains("API key")),
+            "{:?}",
+            b.warnings
+        );
         let g = &b.router.group("g").unwrap().deployments[0].info;
         assert_eq!(g.provider.as_ref(), "groq");
         assert_eq!(
@@ -359,8 +453,17 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(b.warnings.len(), 1);
-        assert!(b.warnings[0].contains("GROQ_API_KEY"), "{}", b.warnings[0]);
+        let key_warnings: Vec<_> = b
+            .warnings
+            .iter()
+            .filter(|w| w.contains("API key"))
+            .collect();
+        assert_eq!(key_warnings.len(), 1);
+        assert!(
+            key_warnings[0].contains("GROQ_API_KEY"),
+            "{}",
+            key_warnings[0]
+        );
         let e = built(
             "model_list:\n  - model_name: v\n    litellm_params: {model: hosted_vllm/x}\n",
             &[],
@@ -395,6 +498,51 @@ mod tests {
         );
         let b = drop_policy(&loaded.config, &loaded.config.model_list[1]);
         assert!(!b.drop);
+    }
+
+    #[test]
+    fn prices_come_from_base_model_and_overrides() {
+        let b = built(
+            "model_list:
+  - model_name: az
+    litellm_params: {model: openai/my-deployment, api_key: k}
+    model_info: {base_model: gpt-4o-mini}
+  - model_name: custom
+    litellm_params: {model: hosted_vllm/llama, api_base: 'http://h:1', input_cost_per_token: 0.000001}
+    model_info: {output_cost_per_token: 0.000002}
+  - model_name: over
+    litellm_params: {model: gpt-4o, api_key: k}
+    model_info: {input_cost_per_token: 0.000001}
+",
+            &[],
+        )
+        .unwrap();
+        let az = b.router.group("az").unwrap().deployments[0]
+            .price
+            .clone()
+            .unwrap();
+        assert_eq!(az.key, "gpt-4o-mini");
+        let custom = b.router.group("custom").unwrap().deployments[0]
+            .price
+            .clone()
+            .unwrap();
+        assert_eq!(custom.tokens.input.unwrap().to_string(), "0.000001");
+        assert_eq!(custom.tokens.output.unwrap().to_string(), "0.000002");
+        let over = b.router.group("over").unwrap().deployments[0]
+            .price
+            .clone()
+            .unwrap();
+        assert_eq!(over.tokens.input.unwrap().to_string(), "0.000001");
+        assert_eq!(
+            over.tokens.output.unwrap().to_string(),
+            "0.00001",
+            "the table's output price stays"
+        );
+        assert!(
+            !b.warnings.iter().any(|w| w.contains("no price")),
+            "{:?}",
+            b.warnings
+        );
     }
 
     #[test]
