@@ -41,8 +41,8 @@ use crate::error::Error;
 use crate::router::{Deployment, DescribeDeployment, Router, RouterBuilder};
 use crate::stream::ChatStream;
 use crate::types::{
-    ChatCompletion, ChatRequest, ChatRequestBody, ChatResponse, EmbeddingInput, EmbeddingRequest,
-    EmbeddingRequestBody, EmbeddingResponse, Message, ResponseFormat, StreamOptions, Tool,
+    ChatCompletion, ChatRequest, ChatRequestBody, ChatResponse, EmbeddingInput, EmbeddingOutput,
+    EmbeddingRequest, EmbeddingRequestBody, Message, ResponseFormat, StreamOptions, Tool,
     ToolChoice,
 };
 use std::future::{Future, IntoFuture};
@@ -66,7 +66,7 @@ impl ClientBuilder {
     pub fn model<S>(mut self, group: &str, leaf: S) -> Self
     where
         S: Service<ChatRequest, Response = ChatResponse, Error = Error>
-            + Service<crate::types::EmbeddingRequest, Response = EmbeddingResponse, Error = Error>
+            + Service<crate::types::EmbeddingRequest, Response = EmbeddingOutput, Error = Error>
             + DescribeDeployment
             + Clone
             + Send
@@ -136,7 +136,7 @@ impl Client {
         &self,
         model: &str,
         input: EmbeddingInput,
-    ) -> Result<EmbeddingResponse, Error> {
+    ) -> Result<EmbeddingOutput, Error> {
         let req = EmbeddingRequest::new(EmbeddingRequestBody::new(model, input));
         self.router.clone().oneshot(req).await
     }

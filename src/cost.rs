@@ -38,7 +38,10 @@ use crate::error::Error;
 use crate::pricing::{ModelPrice, PriceTable, Usd};
 use crate::stream::{ChatStream, ChunkAggregator, StreamEnd, StreamObserver};
 use crate::tokens;
-use crate::types::{ChatBody, ChatChunk, ChatRequest, ChatRequestBody, ChatResponse, Usage};
+use crate::types::{
+    ChatBody, ChatChunk, ChatRequest, ChatRequestBody, ChatResponse, EmbeddingOutput,
+    EmbeddingRequest, Usage,
+};
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
@@ -241,6 +244,56 @@ where
     }
 }
 
+impl<S> Service<EmbeddingRequest> for Cost<S>
+where
+    S: Service<EmbeddingRequest, Response = EmbeddingOutput, Error = Error>,
+    S::Future: Send + 'static,
+{
+    type Response = EmbeddingOutput;
+    type Error = Error;
+    type Future = crate::provider::BoxFuture<Result<EmbeddingOutput, Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: EmbeddingRequest) -> Self::Future {
+        let pricing = self.pricing.clone();
+        let input = req.input.clone();
+        let fut = self.inner.call(req);
+        let started = Instant::now();
+        Box::pin(async move {
+            let mut out = fut.await?;
+            let (prompt, estimated) = match &out.usage {
+                Some(u) => (u.prompt_tokens, false),
+                None => {
+                    let n = match &input {
+                        crate::types::EmbeddingInput::Tokens(t) => t.len() as u64,
+                        crate::types::EmbeddingInput::TokenBatches(b) => {
+                            b.iter().map(|t| t.len() as u64).sum()
+                        }
+                        other => other
+                            .texts()
+                            .iter()
+                            .map(|t| tokens::completion_fallback(&pricing.model, t))
+                            .sum(),
+                    };
+                    (n, true)
+                }
+            };
+            let usage = Usage::new(prompt, 0);
+            let split = pricing.price(&usage, started, None);
+            out.meta.extensions.insert(CallCost {
+                usage,
+                estimated,
+                split,
+                priced_as: pricing.priced_as(),
+            });
+            Ok(out)
+        })
+    }
+}
+
 struct StreamPricer {
     pricing: Arc<Pricing>,
     body: Arc<ChatRequestBody>,
@@ -419,6 +472,24 @@ mod tests {
         assert!(c.estimated);
         assert_eq!(c.usage.completion_tokens, 2);
         assert_eq!(resp.completion().unwrap().usage.as_ref(), Some(&c.usage));
+    }
+
+    #[tokio::test]
+    async fn embeddings_are_priced() {
+        let svc = CostLayer::for_model("openai/text-embedding-3-small")
+            .layer(Mock::new(MockConfig::new("mock/e")));
+        let out = svc
+            .oneshot(
+                EmbeddingRequest::from_json(br#"{"model":"e","input":["hello world","again"]}"#)
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let c = out.meta.extensions.get::<CallCost>().unwrap();
+        let prompt = out.usage.as_ref().unwrap().prompt_tokens;
+        // text-embedding-3-small: $0.02/M input tokens.
+        assert_eq!(c.total().unwrap().pico(), 20_000 * i128::from(prompt));
+        assert_eq!(c.usage.prompt_tokens, prompt);
     }
 
     #[tokio::test]

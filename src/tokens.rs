@@ -185,6 +185,17 @@ pub fn count_tools(model: &str, tools: &[Tool]) -> u64 {
     tools_tokens(encoding_for(model), tools)
 }
 
+/// LiteLLM's `token_counter`: tokens of `messages` (and `tools`) as a prompt for `model`.
+///
+/// ```
+/// use tollgate::types::Message;
+/// // "Hello, how are you?" as a gpt-3.5-turbo chat prompt: OpenAI reports 13.
+/// assert_eq!(tollgate::tokens::token_counter("gpt-3.5-turbo", &[Message::user("Hello, how are you?")], None), 13);
+/// ```
+pub fn token_counter(model: &str, messages: &[Message], tools: Option<&[Tool]>) -> u64 {
+    count_messages(model, messages) + tools.map_or(0, |t| count_tools(model, t))
+}
+
 /// Tokens of a whole chat request's prompt: messages and tools.
 pub fn count_request(model: &str, body: &ChatRequestBody) -> u64 {
     count_messages(model, &body.messages) + count_tools(model, body.tools.as_deref().unwrap_or(&[]))

@@ -254,6 +254,29 @@ async fn proxy_reports_cost_in_headers_usage_chunk_and_routes() {
     // 14 × 0.00001 + 37 × 0.00002 = 0.00014 + 0.00074.
     assert_eq!(a.headers["x-litellm-response-cost"], "0.00088");
 
+    // Embeddings are priced too: embeddings_base64 usage on the custom deployment ($1/M in).
+    up.push(Reply::json(
+        200,
+        fixture("openai/embeddings_base64.resp.json"),
+    ));
+    let a = c
+        .post_json(
+            &proxy.url("/v1/embeddings"),
+            r#"{"model":"custom","input":"hello"}"#,
+            &AUTH,
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let tokens =
+        serde_json::from_slice::<serde_json::Value>(&fixture("openai/embeddings_base64.resp.json"))
+            .unwrap()["usage"]["prompt_tokens"]
+            .as_u64()
+            .unwrap();
+    assert_eq!(
+        a.headers["x-litellm-response-cost"].to_str().unwrap(),
+        tollgate::pricing::Usd::from_pico(1_000_000 * i128::from(tokens)).to_string()
+    );
+
     // /utils/token_counter, exact for an OpenAI model: "Hello, how are you?" is 13 as a chat prompt.
     let a = c
         .post_json(

@@ -49,7 +49,7 @@ use crate::error::{BoxError, Error, ErrorKind, TimeoutKind};
 use crate::provider::{BoxFuture, UpstreamLatency};
 use crate::router::{ModelCard, Router};
 use crate::types::{
-    ChatBody, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ResponseMeta,
+    ChatBody, ChatRequest, ChatResponse, EmbeddingOutput, EmbeddingRequest, ResponseMeta,
 };
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
@@ -100,9 +100,9 @@ impl ModelCatalog for EmptyCatalog {
 pub struct NoEmbeddings;
 
 impl Service<EmbeddingRequest> for NoEmbeddings {
-    type Response = EmbeddingResponse;
+    type Response = EmbeddingOutput;
     type Error = Error;
-    type Future = std::future::Ready<Result<EmbeddingResponse, Error>>;
+    type Future = std::future::Ready<Result<EmbeddingOutput, Error>>;
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
         Poll::Ready(Ok(()))
     }
@@ -273,7 +273,7 @@ impl<C, E, B> Service<http::Request<B>> for HttpEdge<C, E>
 where
     C: Service<ChatRequest, Response = ChatResponse, Error = Error> + Clone + Send + 'static,
     C::Future: Send + 'static,
-    E: Service<EmbeddingRequest, Response = EmbeddingResponse, Error = Error>
+    E: Service<EmbeddingRequest, Response = EmbeddingOutput, Error = Error>
         + Clone
         + Send
         + 'static,
@@ -313,7 +313,7 @@ async fn handle<C, E, B>(
 ) -> http::Response<EdgeBody>
 where
     C: Service<ChatRequest, Response = ChatResponse, Error = Error>,
-    E: Service<EmbeddingRequest, Response = EmbeddingResponse, Error = Error>,
+    E: Service<EmbeddingRequest, Response = EmbeddingOutput, Error = Error>,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
@@ -405,10 +405,19 @@ where
                     metadata.as_ref(),
                 );
                 let resp = embeddings.oneshot(req).await?;
-                let bytes = serde_json::to_vec(&resp)
+                let bytes = serde_json::to_vec(&resp.body)
                     .map_err(|e| Error::internal(format!("could not encode the answer: {e}")))?;
                 let mut out = json(StatusCode::OK, bytes);
-                common_headers(out.headers_mut(), &ex, None);
+                if let Some(total) = resp
+                    .meta
+                    .extensions
+                    .get::<crate::cost::CallCost>()
+                    .and_then(|c| c.total())
+                    && let Some(v) = header_value(&total.to_string())
+                {
+                    out.headers_mut().insert(X_RESPONSE_COST.clone(), v);
+                }
+                common_headers(out.headers_mut(), &ex, Some(&resp.meta));
                 Ok(out)
             }
         }

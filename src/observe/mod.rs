@@ -51,8 +51,8 @@ use crate::provider::UpstreamLatency;
 use crate::stream::{ChunkAggregator, StreamEnd, StreamObserver};
 use crate::tokens;
 use crate::types::{
-    ChatBody, ChatChunk, ChatRequest, ChatRequestBody, ChatResponse, DeploymentInfo, FinishReason,
-    Usage,
+    ChatBody, ChatChunk, ChatRequest, ChatRequestBody, ChatResponse, DeploymentInfo,
+    EmbeddingOutput, EmbeddingRequest, FinishReason, Usage,
 };
 use pin_project_lite::pin_project;
 use serde::Serialize;
@@ -254,11 +254,91 @@ where
     }
 }
 
+impl<S> Service<EmbeddingRequest> for Observe<S>
+where
+    S: Service<EmbeddingRequest, Response = EmbeddingOutput, Error = Error>,
+{
+    type Response = EmbeddingOutput;
+    type Error = Error;
+    type Future = EmbeddingFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: EmbeddingRequest) -> Self::Future {
+        let draft = Draft::for_embedding(&req, self.sink.clone());
+        EmbeddingFuture {
+            inner: self.inner.call(req),
+            draft: Some(draft),
+        }
+    }
+}
+
+pin_project! {
+    /// Future of [`Observe`] for embeddings.
+    pub struct EmbeddingFuture<F> {
+        #[pin]
+        inner: F,
+        draft: Option<Draft>,
+    }
+
+    impl<F> PinnedDrop for EmbeddingFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(draft) = this.project().draft.take() {
+                let record = draft.record(RecordStatus::Cancelled, 499);
+                draft.emit(record);
+            }
+        }
+    }
+}
+
+impl<F> Future for EmbeddingFuture<F>
+where
+    F: Future<Output = Result<EmbeddingOutput, Error>>,
+{
+    type Output = Result<EmbeddingOutput, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Some(draft) = this.draft.take() {
+            let record = match &result {
+                Err(err) => draft.failure(err),
+                Ok(out) => {
+                    let mut r = draft.record(RecordStatus::Success, 200);
+                    r.deployment.clone_from(&out.meta.deployment);
+                    r.attempts = out.meta.attempts;
+                    r.fallbacks = out.meta.fallbacks;
+                    r.upstream_latency = out.meta.extensions.get::<UpstreamLatency>().map(|u| u.0);
+                    match out.meta.extensions.get::<CallCost>() {
+                        Some(cost) => {
+                            r.usage = Some(cost.usage.clone());
+                            r.usage_estimated = cost.estimated;
+                            r.cost = cost.total();
+                        }
+                        None => {
+                            r.usage = out.usage.as_ref().map(|u| Usage::new(u.prompt_tokens, 0));
+                        }
+                    }
+                    r
+                }
+            };
+            draft.emit(record);
+        }
+        Poll::Ready(result)
+    }
+}
+
 /// Everything known about a request before its answer.
 struct Draft {
     sink: Arc<dyn RecordSink>,
     request_id: Arc<str>,
-    body: Arc<ChatRequestBody>,
+    call_type: &'static str,
+    model: String,
+    end_user: Option<String>,
+    /// The chat body (for usage estimates of cut streams).
+    body: Option<Arc<ChatRequestBody>>,
     stream: bool,
     started: Instant,
     start_time: SystemTime,
@@ -267,34 +347,52 @@ struct Draft {
 
 impl Draft {
     fn new(req: &ChatRequest, sink: Arc<dyn RecordSink>) -> Self {
-        let started = req
-            .extensions
-            .get::<Received>()
-            .map_or_else(Instant::now, |r| r.0);
+        let mut d = Draft::from_parts(&req.extensions, sink, "chat", &req.model, req.user.clone());
+        d.body = Some(req.shared_body().clone());
+        d.stream = req.is_stream();
+        d
+    }
+
+    fn for_embedding(req: &EmbeddingRequest, sink: Arc<dyn RecordSink>) -> Self {
+        Draft::from_parts(
+            &req.extensions,
+            sink,
+            "embedding",
+            &req.model,
+            req.user.clone(),
+        )
+    }
+
+    fn from_parts(
+        ext: &http::Extensions,
+        sink: Arc<dyn RecordSink>,
+        call_type: &'static str,
+        model: &str,
+        end_user: Option<String>,
+    ) -> Self {
+        let started = ext.get::<Received>().map_or_else(Instant::now, |r| r.0);
         let elapsed = started.elapsed();
         Draft {
             sink,
-            request_id: req
-                .extensions
+            request_id: ext
                 .get::<RequestId>()
                 .map_or_else(|| RequestId::generate().0, |r| r.0.clone()),
-            body: req.shared_body().clone(),
-            stream: req.is_stream(),
+            call_type,
+            model: model.to_owned(),
+            end_user,
+            body: None,
+            stream: false,
             started,
             start_time: SystemTime::now() - elapsed,
-            tags: req
-                .extensions
-                .get::<Tags>()
-                .map(|t| t.0.to_vec())
-                .unwrap_or_default(),
+            tags: ext.get::<Tags>().map(|t| t.0.to_vec()).unwrap_or_default(),
         }
     }
 
     fn record(&self, status: RecordStatus, http_status: u16) -> CompletionRecord {
         CompletionRecord {
             request_id: self.request_id.clone(),
-            call_type: "chat",
-            model: self.body.model.clone(),
+            call_type: self.call_type,
+            model: self.model.clone(),
             deployment: None,
             stream: self.stream,
             start_time: self.start_time,
@@ -312,7 +410,7 @@ impl Draft {
             fallbacks: 0,
             cache_hit: false,
             tags: self.tags.clone(),
-            end_user: self.body.user.clone(),
+            end_user: self.end_user.clone(),
         }
     }
 
@@ -469,9 +567,11 @@ impl StreamObserver for StreamRecorder {
             match agg.usage() {
                 Some(u) => record.usage = Some(u.clone()),
                 None => {
-                    let prompt = tokens::prompt_fallback(&draft.body.model, &draft.body);
-                    let completion =
-                        tokens::completion_fallback(&draft.body.model, &agg.output_text());
+                    let prompt = draft
+                        .body
+                        .as_ref()
+                        .map_or(0, |b| tokens::prompt_fallback(&b.model, b));
+                    let completion = tokens::completion_fallback(&draft.model, &agg.output_text());
                     record.usage = Some(Usage::new(prompt, completion));
                     record.usage_estimated = true;
                 }

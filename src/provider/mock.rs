@@ -28,8 +28,8 @@ use crate::stream::ChatStream;
 use crate::tokens;
 use crate::types::{
     ChatChunk, ChatCompletion, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta,
-    DeploymentInfo, Embedding, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage, FinishReason,
-    ResponseMessage, ToolCall, ToolCallDelta, Usage,
+    DeploymentInfo, Embedding, EmbeddingOutput, EmbeddingRequest, EmbeddingResponse,
+    EmbeddingUsage, FinishReason, ResponseMessage, ToolCall, ToolCallDelta, Usage,
 };
 use serde_json::Value;
 use std::sync::Arc;
@@ -115,9 +115,9 @@ impl tower::Service<ChatRequest> for Mock {
 }
 
 impl tower::Service<EmbeddingRequest> for Mock {
-    type Response = EmbeddingResponse;
+    type Response = EmbeddingOutput;
     type Error = Error;
-    type Future = BoxFuture<Result<EmbeddingResponse, Error>>;
+    type Future = BoxFuture<Result<EmbeddingOutput, Error>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
         Poll::Ready(Ok(()))
@@ -129,7 +129,11 @@ impl tower::Service<EmbeddingRequest> for Mock {
             if !config.delay.is_zero() {
                 tokio::time::sleep(config.delay).await;
             }
-            Ok(embeddings(&req, &config.info, config.embedding_dims))
+            let mut out =
+                EmbeddingOutput::new(embeddings(&req, &config.info, config.embedding_dims));
+            out.meta.deployment = Some(config.info.clone());
+            out.meta.attempts = 1;
+            Ok(out)
         })
     }
 }

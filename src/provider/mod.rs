@@ -22,8 +22,8 @@ use crate::error::{Error, ErrorKind, TimeoutKind};
 use crate::stream::{ChatStream, ChunkResult};
 use crate::transport::HttpClient;
 use crate::types::{
-    ChatChunk, ChatCompletion, ChatRequest, ChatResponse, DeploymentInfo, EmbeddingRequest,
-    EmbeddingResponse,
+    ChatChunk, ChatCompletion, ChatRequest, ChatResponse, DeploymentInfo, EmbeddingOutput,
+    EmbeddingRequest, EmbeddingResponse,
 };
 use bytes::Bytes;
 use futures_core::Stream;
@@ -189,7 +189,7 @@ impl<P: Protocol> HttpProvider<P> {
     }
 
     /// Serves an embeddings request.
-    pub fn embed(&self, req: EmbeddingRequest) -> BoxFuture<Result<EmbeddingResponse, Error>> {
+    pub fn embed(&self, req: EmbeddingRequest) -> BoxFuture<Result<EmbeddingOutput, Error>> {
         let inner = self.inner.clone();
         Box::pin(async move {
             let info = inner.info.clone();
@@ -226,9 +226,9 @@ impl<P: Protocol> tower::Service<ChatRequest> for HttpProvider<P> {
 }
 
 impl<P: Protocol> tower::Service<EmbeddingRequest> for HttpProvider<P> {
-    type Response = EmbeddingResponse;
+    type Response = EmbeddingOutput;
     type Error = Error;
-    type Future = BoxFuture<Result<EmbeddingResponse, Error>>;
+    type Future = BoxFuture<Result<EmbeddingOutput, Error>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
         Poll::Ready(Ok(()))
@@ -308,26 +308,36 @@ async fn chat_call<P: Protocol>(
 async fn embed_call<P: Protocol>(
     inner: Arc<Inner<P>>,
     req: EmbeddingRequest,
-) -> Result<EmbeddingResponse, Error> {
-    if req.mock_response.is_some() {
-        return Ok(mock::embeddings(&req, &inner.info, 8));
-    }
-    let deadline = call_deadline(inner.timeouts.request, req.timeout, &req.extensions);
-    let http_req = inner.protocol.embedding_request(&req)?;
-    let resp = tokio::time::timeout_at(deadline, inner.client.send(http_req))
-        .await
-        .map_err(|_| Error::timeout(TimeoutKind::Total))??;
-    let (parts, body) = resp.into_parts();
-    if !parts.status.is_success() {
-        let bytes = read_body(body, MAX_ERROR_BYTES, deadline, true)
+) -> Result<EmbeddingOutput, Error> {
+    let mut out = if req.mock_response.is_some() {
+        EmbeddingOutput::new(mock::embeddings(&req, &inner.info, 8))
+    } else {
+        let deadline = call_deadline(inner.timeouts.request, req.timeout, &req.extensions);
+        let http_req = inner.protocol.embedding_request(&req)?;
+        let started = Instant::now();
+        let resp = tokio::time::timeout_at(deadline, inner.client.send(http_req))
             .await
-            .unwrap_or_default();
-        return Err(inner
-            .protocol
-            .map_error(parts.status, &parts.headers, &bytes));
-    }
-    let bytes = read_body(body, MAX_RESPONSE_BYTES, deadline, false).await?;
-    inner.protocol.parse_embeddings(&req, &bytes)
+            .map_err(|_| Error::timeout(TimeoutKind::Total))??;
+        let (parts, body) = resp.into_parts();
+        if !parts.status.is_success() {
+            let bytes = read_body(body, MAX_ERROR_BYTES, deadline, true)
+                .await
+                .unwrap_or_default();
+            return Err(inner
+                .protocol
+                .map_error(parts.status, &parts.headers, &bytes));
+        }
+        let bytes = read_body(body, MAX_RESPONSE_BYTES, deadline, false).await?;
+        let mut out = EmbeddingOutput::new(inner.protocol.parse_embeddings(&req, &bytes)?);
+        out.meta.upstream_headers = forwarded_headers(&parts.headers);
+        out.meta
+            .extensions
+            .insert(UpstreamLatency(started.elapsed()));
+        out
+    };
+    out.meta.deployment = Some(inner.info.clone());
+    out.meta.attempts = 1;
+    Ok(out)
 }
 
 /// How long the upstream took (to the response head for streams, to the last byte otherwise).

@@ -30,7 +30,7 @@ use tower::{Layer, Service};
 pub type ChatStack = Observe<Router>;
 
 /// The proxy's edge.
-pub type ProxyEdge = HttpEdge<ChatStack, Router>;
+pub type ProxyEdge = HttpEdge<ChatStack, Observe<Router>>;
 
 /// Process-wide state of a running proxy.
 #[derive(Debug, Default)]
@@ -144,9 +144,10 @@ impl Gateway {
             .general_settings
             .allow_client_side_credentials
             .unwrap_or(false);
-        let chat = ObserveLayer::new(sink).layer(router.clone());
+        let observe = ObserveLayer::new(sink);
+        let chat = observe.layer(router.clone());
         let edge = HttpEdge::builder(chat)
-            .embeddings(router.clone())
+            .embeddings(observe.layer(router.clone()))
             .catalog(router.clone())
             .auth_arc(auth.clone())
             .config(edge_config)

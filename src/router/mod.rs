@@ -31,7 +31,7 @@ use crate::error::Error;
 use crate::provider::BoxFuture;
 use crate::stream::ChatStream;
 use crate::types::{
-    ChatBody, ChatRequest, ChatResponse, DeploymentInfo, EmbeddingRequest, EmbeddingResponse,
+    ChatBody, ChatRequest, ChatResponse, DeploymentInfo, EmbeddingOutput, EmbeddingRequest,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,7 +42,7 @@ use tower::{Service, ServiceExt};
 /// A boxed chat service (a deployment's stack).
 pub type ChatService = BoxCloneSyncService<ChatRequest, ChatResponse, Error>;
 /// A boxed embeddings service.
-pub type EmbeddingService = BoxCloneSyncService<EmbeddingRequest, EmbeddingResponse, Error>;
+pub type EmbeddingService = BoxCloneSyncService<EmbeddingRequest, EmbeddingOutput, Error>;
 
 /// One deployment: a model behind a provider, with its routing attributes.
 #[derive(Clone)]
@@ -120,7 +120,7 @@ impl Deployment {
     /// Adds an embeddings service.
     pub fn with_embeddings<S>(mut self, service: S) -> Self
     where
-        S: Service<EmbeddingRequest, Response = EmbeddingResponse, Error = Error>
+        S: Service<EmbeddingRequest, Response = EmbeddingOutput, Error = Error>
             + Clone
             + Send
             + Sync
@@ -424,9 +424,9 @@ impl Service<ChatRequest> for Router {
 }
 
 impl Service<EmbeddingRequest> for Router {
-    type Response = EmbeddingResponse;
+    type Response = EmbeddingOutput;
     type Error = Error;
-    type Future = BoxFuture<Result<EmbeddingResponse, Error>>;
+    type Future = BoxFuture<Result<EmbeddingOutput, Error>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
         Poll::Ready(Ok(()))

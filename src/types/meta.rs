@@ -1,5 +1,6 @@
 //! [`ChatResponse`]: a completion or a stream, plus what the layers learned.
 
+use super::embedding::EmbeddingResponse;
 use super::response::ChatCompletion;
 use crate::stream::ChatStream;
 use http::{Extensions, HeaderMap};
@@ -70,6 +71,39 @@ impl fmt::Debug for ChatResponse {
             .field("body", &self.body)
             .field("meta", &self.meta)
             .finish()
+    }
+}
+
+/// The answer to an [`crate::EmbeddingRequest`]: the vectors and what the
+/// layers learned. Dereferences to the wire body, so `output.data` works.
+#[derive(Debug)]
+pub struct EmbeddingOutput {
+    /// The embeddings, in the OpenAI wire shape.
+    pub body: EmbeddingResponse,
+    /// What the layers learned.
+    pub meta: ResponseMeta,
+}
+
+impl EmbeddingOutput {
+    /// An answer without metadata.
+    pub fn new(body: EmbeddingResponse) -> Self {
+        EmbeddingOutput {
+            body,
+            meta: ResponseMeta::default(),
+        }
+    }
+}
+
+impl std::ops::Deref for EmbeddingOutput {
+    type Target = EmbeddingResponse;
+    fn deref(&self) -> &EmbeddingResponse {
+        &self.body
+    }
+}
+
+impl std::ops::DerefMut for EmbeddingOutput {
+    fn deref_mut(&mut self) -> &mut EmbeddingResponse {
+        &mut self.body
     }
 }
 

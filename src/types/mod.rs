@@ -17,7 +17,7 @@ pub use embedding::{
     EmbeddingUsage, EmbeddingVector,
 };
 pub use enums::{FinishReason, PartType, ReasoningEffort, ResponseFormatType, Role};
-pub use meta::{ChatBody, ChatResponse, DeploymentInfo, ResponseMeta};
+pub use meta::{ChatBody, ChatResponse, DeploymentInfo, EmbeddingOutput, ResponseMeta};
 pub use request::{
     ChatRequest, ChatRequestBody, Content, ContentPart, FileRef, FunctionCall, FunctionDef,
     ImageUrl, InputAudio, JsonSchemaSpec, Message, ResponseFormat, Stop, StreamOptions, Tool,

@@ -366,6 +366,10 @@ pub fn build_with_prices(
             .chat
             .take()
             .map(|svc| BoxCloneSyncService::new(cost.layer(svc)));
+        deployment.embeddings = deployment
+            .embeddings
+            .take()
+            .map(|svc| BoxCloneSyncService::new(cost.layer(svc)));
         builder = builder.deployment(deployment);
     }
     for (alias, target) in &config.router_settings.model_group_alias {
