@@ -42,3 +42,17 @@ pub struct Received(pub Instant);
 /// Tags attached to the request (from `metadata.tags`, `tags` or the `x-litellm-tags` header).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tags(pub Arc<[String]>);
+
+/// The upstream model a wildcard deployment serves for this request (the
+/// deployment's LiteLLM model string with the wildcard filled in, e.g.
+/// `openai/gpt-4o` for a request for `openai/gpt-4o` routed to `openai/*`).
+/// Leaves use it in place of their configured model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamModel(pub Arc<str>);
+
+impl UpstreamModel {
+    /// The model after the provider prefix.
+    pub fn model(&self) -> &str {
+        crate::provider::ProviderKind::parse(&self.0).1
+    }
+}

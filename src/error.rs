@@ -241,6 +241,9 @@ struct Inner {
     deployment: Option<Arc<str>>,
     retry_after: Option<Duration>,
     headers: Option<HeaderMap>,
+    alternatives: bool,
+    attempts: u32,
+    fallbacks: u32,
     source: Option<BoxError>,
 }
 
@@ -258,6 +261,9 @@ impl Error {
                 deployment: None,
                 retry_after: None,
                 headers: None,
+                alternatives: false,
+                attempts: 0,
+                fallbacks: 0,
                 source: None,
             }),
         }
@@ -349,6 +355,40 @@ impl Error {
     /// Headers to send back with the error (rate-limit headers).
     pub fn headers(&self) -> Option<&HeaderMap> {
         self.inner.headers.as_ref()
+    }
+
+    /// Whether the router knows another deployment of the same group that could
+    /// serve a retry right away (so a retry need not wait for `retry_after`).
+    pub fn alternatives_available(&self) -> bool {
+        self.inner.alternatives
+    }
+
+    /// Marks whether other deployments could serve a retry (set by the router).
+    pub fn with_alternatives(mut self, available: bool) -> Self {
+        self.inner.alternatives = available;
+        self
+    }
+
+    /// Upstream attempts made before giving up (set by the retry layer; 0 if unknown).
+    pub fn attempts(&self) -> u32 {
+        self.inner.attempts
+    }
+
+    /// Records the attempts made.
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        self.inner.attempts = attempts;
+        self
+    }
+
+    /// Fallback model groups tried before giving up (set by the fallback layer).
+    pub fn fallbacks(&self) -> u32 {
+        self.inner.fallbacks
+    }
+
+    /// Records the fallbacks tried.
+    pub fn with_fallbacks(mut self, fallbacks: u32) -> Self {
+        self.inner.fallbacks = fallbacks;
+        self
     }
 
     /// Whether sending the request again may succeed. See [`ErrorKind::is_retryable`].
@@ -510,6 +550,9 @@ impl Clone for Error {
                 deployment: self.inner.deployment.clone(),
                 retry_after: self.inner.retry_after,
                 headers: self.inner.headers.clone(),
+                alternatives: self.inner.alternatives,
+                attempts: self.inner.attempts,
+                fallbacks: self.inner.fallbacks,
                 source: None,
             }),
         }

@@ -62,6 +62,12 @@ pub trait Protocol: Send + Sync + 'static {
     /// Maps an error status and body to an [`Error`]. Must not copy credentials into it.
     fn map_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error;
 
+    /// A free request that tells whether the upstream is up (a model list, a
+    /// status endpoint), if the provider has one. Used by health checks.
+    fn health_request(&self) -> Option<http::Request<Bytes>> {
+        None
+    }
+
     /// Builds the upstream request for an embeddings call.
     fn embedding_request(&self, req: &EmbeddingRequest) -> Result<http::Request<Bytes>, Error> {
         let _ = req;
@@ -177,6 +183,42 @@ impl<P: Protocol> HttpProvider<P> {
     /// The protocol.
     pub fn protocol(&self) -> &P {
         &self.inner.protocol
+    }
+
+    /// Whether the protocol has a free health probe.
+    pub fn has_health_probe(&self) -> bool {
+        self.inner.protocol.health_request().is_some()
+    }
+
+    /// Runs the protocol's free health probe.
+    pub fn health_check(&self) -> BoxFuture<Result<(), Error>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let Some(req) = inner.protocol.health_request() else {
+                return Err(Error::new(
+                    ErrorKind::ServiceUnavailable,
+                    "this provider has no free health check",
+                ));
+            };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let resp = tokio::time::timeout_at(deadline, inner.client.send(req))
+                .await
+                .map_err(|_| Error::timeout(TimeoutKind::Total))??;
+            let (parts, body) = resp.into_parts();
+            let bytes = read_body(body, MAX_ERROR_BYTES, deadline, true)
+                .await
+                .unwrap_or_default();
+            if parts.status.is_success() {
+                Ok(())
+            } else {
+                Err(tag(
+                    inner
+                        .protocol
+                        .map_error(parts.status, &parts.headers, &bytes),
+                    &inner.info,
+                ))
+            }
+        })
     }
 
     /// Serves a chat request (what `Service::call` does).

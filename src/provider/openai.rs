@@ -113,6 +113,7 @@ pub struct OpenAiProtocol {
     model: String,
     chat_uri: Uri,
     embeddings_uri: Uri,
+    models_uri: Uri,
     headers: HeaderMap,
     params: Extra,
     stream_usage: bool,
@@ -203,6 +204,7 @@ impl OpenAiProtocol {
         Ok(OpenAiProtocol {
             chat_uri: join_uri(&config.api_base, "/chat/completions")?,
             embeddings_uri: join_uri(&config.api_base, "/embeddings")?,
+            models_uri: join_uri(&config.api_base, "/models")?,
             model: config.model,
             headers,
             params: config.params,
@@ -240,9 +242,13 @@ impl Protocol for OpenAiProtocol {
         if force_usage {
             except.push("stream_options");
         }
+        let model = req
+            .extensions
+            .get::<crate::context::UpstreamModel>()
+            .map_or(self.model.as_str(), |m| m.model());
         let body = req
             .body()
-            .write_upstream_json(&self.model, &except, &self.params, |map| {
+            .write_upstream_json(model, &except, &self.params, |map| {
                 if force_usage {
                     let mut opts: StreamOptions = req.stream_options.clone().unwrap_or_default();
                     opts.include_usage = Some(true);
@@ -268,6 +274,15 @@ impl Protocol for OpenAiProtocol {
         error_from_response(status, headers, body, &self.secrets())
     }
 
+    fn health_request(&self) -> Option<http::Request<Bytes>> {
+        let mut req = http::Request::new(Bytes::new());
+        *req.uri_mut() = self.models_uri.clone();
+        let mut headers = self.headers.clone();
+        headers.remove(http::header::CONTENT_TYPE);
+        *req.headers_mut() = headers;
+        Some(req)
+    }
+
     fn embedding_request(&self, req: &EmbeddingRequest) -> Result<http::Request<Bytes>, Error> {
         let mut out = Vec::with_capacity(128);
         {
@@ -275,7 +290,11 @@ impl Protocol for OpenAiProtocol {
             let mut map = serde::Serializer::serialize_map(&mut ser, None)
                 .map_err(|e| Error::internal(e.to_string()))?;
             let encode = |e: serde_json::Error| Error::internal(e.to_string());
-            map.serialize_entry("model", &self.model).map_err(encode)?;
+            let model = req
+                .extensions
+                .get::<crate::context::UpstreamModel>()
+                .map_or(self.model.as_str(), |m| m.model());
+            map.serialize_entry("model", model).map_err(encode)?;
             req.body()
                 .serialize_entries(&mut map, &["model"])
                 .map_err(encode)?;

@@ -1,13 +1,37 @@
 //! [`Router`]: model name → model group → one deployment.
 //!
 //! A model group is every deployment configured under one `model_name`
-//! (LiteLLM's term). The router resolves the name the client sent (through
-//! `model_group_alias`), picks a deployment of that group, and calls it. The
-//! answer's `model` is the name the client asked for; which deployment served
-//! is in [`crate::types::ResponseMeta::deployment`].
+//! (LiteLLM's term). The router resolves the name the client sent — exactly,
+//! through `model_group_alias`, or through a wildcard group (`openai/*`, `*`;
+//! the most specific pattern wins) — narrows the group to the deployments
+//! that may serve now, lets the [strategy](strategy) pick one, and calls it.
+//! The answer's `model` is the name the client asked for; which deployment
+//! served is in [`crate::types::ResponseMeta::deployment`].
 //!
-//! Picking is `simple-shuffle`: weighted random by `weight`, else by `rpm`,
-//! else by `tpm`, else uniform — LiteLLM's default strategy.
+//! # Semantics
+//!
+//! Eligible deployments: not cooling down ([`cooldown`]); under their
+//! `max_parallel_requests`, `rpm` and `tpm` caps; matching the request's tags
+//! when `enable_tag_filtering` is on (request tags from `metadata.tags`,
+//! `tags` or `x-litellm-tags`; deployments tagged `default` serve requests
+//! whose tags match nothing, and untagged requests); with a context window
+//! big enough for the prompt when pre-call checks are on. Of those, only the
+//! lowest `order` is used: higher orders are the overflow.
+//!
+//! When nothing is eligible the caller gets a 429 with `retry-after` set to
+//! the time until the first deployment recovers, and a message naming the
+//! last upstream error — never a bare "no deployments". A prompt too large
+//! for every deployment is a 400 `context_length_exceeded` before any
+//! upstream call.
+//!
+//! Every outcome feeds the deployment's live statistics (in flight, requests
+//! and tokens this minute, latency and time-to-first-token EWMAs) and its
+//! health: upstream failures count towards cooldowns, including failures in
+//! the middle of a stream. A 429 or 529 is a failure, never a fast success.
+//!
+//! Cancel safety: a request dropped while in flight releases its in-flight
+//! slot (the slot is a guard); a dropped stream counts as neither success
+//! nor failure.
 //!
 //! ```
 //! use tollgate::router::{Deployment, Router};
@@ -17,8 +41,8 @@
 //!
 //! # tokio_test::block_on(async {
 //! let router = Router::builder()
-//!     .deployment(Deployment::chat("fast", Mock::new(MockConfig::new("mock/a"))))
-//!     .deployment(Deployment::chat("fast", Mock::new(MockConfig::new("mock/b"))))
+//!     .deployment(Deployment::chat("fast", Mock::new(MockConfig::new("mock/a"))).weight(3.0))
+//!     .deployment(Deployment::chat("fast", Mock::new(MockConfig::new("mock/b"))).weight(1.0))
 //!     .alias("quick", "fast")
 //!     .build();
 //! let req = ChatRequest::from_json(br#"{"model":"quick","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
@@ -27,225 +51,39 @@
 //! # });
 //! ```
 
-use crate::error::Error;
-use crate::provider::BoxFuture;
-use crate::stream::ChatStream;
-use crate::types::{
-    ChatBody, ChatRequest, ChatResponse, DeploymentInfo, EmbeddingOutput, EmbeddingRequest,
+pub mod cooldown;
+mod deployment;
+pub mod health;
+pub mod strategy;
+
+pub use cooldown::{CooldownPolicy, ErrorClass};
+pub use deployment::{
+    ChatService, Deployment, DeploymentStats, DescribeDeployment, EmbeddingService,
 };
+pub use strategy::{PickContext, RoutingStrategy, Strategy};
+
+use crate::context::{Tags, UpstreamModel};
+use crate::error::{Error, ErrorKind, LimitSource};
+use crate::provider::BoxFuture;
+use crate::stream::{ChatStream, StreamEnd, StreamObserver};
+use crate::types::{
+    ChatBody, ChatChunk, ChatRequest, ChatResponse, EmbeddingOutput, EmbeddingRequest,
+};
+use deployment::InFlight;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tower::util::BoxCloneSyncService;
+use std::time::Duration;
+use tokio::time::Instant;
 use tower::{Service, ServiceExt};
-
-/// A boxed chat service (a deployment's stack).
-pub type ChatService = BoxCloneSyncService<ChatRequest, ChatResponse, Error>;
-/// A boxed embeddings service.
-pub type EmbeddingService = BoxCloneSyncService<EmbeddingRequest, EmbeddingOutput, Error>;
-
-/// One deployment: a model behind a provider, with its routing attributes.
-#[derive(Clone)]
-pub struct Deployment {
-    /// What it is (shown in headers and records).
-    pub info: Arc<DeploymentInfo>,
-    /// Its chat stack.
-    pub chat: Option<ChatService>,
-    /// Its embeddings stack.
-    pub embeddings: Option<EmbeddingService>,
-    /// `weight` for simple-shuffle.
-    pub weight: Option<f64>,
-    /// Requests per minute it may take (also a shuffle weight).
-    pub rpm: Option<u64>,
-    /// Tokens per minute it may take (also a shuffle weight).
-    pub tpm: Option<u64>,
-    /// Priority: only the lowest `order` present is used.
-    pub order: Option<u32>,
-    /// Prices, limits and capabilities of the deployment's model, when known.
-    pub price: Option<Arc<crate::pricing::ModelPrice>>,
-}
-
-impl std::fmt::Debug for Deployment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Deployment")
-            .field("info", &self.info)
-            .field("weight", &self.weight)
-            .field("rpm", &self.rpm)
-            .field("tpm", &self.tpm)
-            .field("order", &self.order)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Deployment {
-    /// A chat deployment of `group` served by `service`, described by `info`.
-    pub fn new<S>(info: Arc<DeploymentInfo>, service: S) -> Self
-    where
-        S: Service<ChatRequest, Response = ChatResponse, Error = Error>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-    {
-        Deployment {
-            info,
-            chat: Some(BoxCloneSyncService::new(service)),
-            embeddings: None,
-            weight: None,
-            rpm: None,
-            tpm: None,
-            order: None,
-            price: None,
-        }
-    }
-
-    /// A chat deployment of `group` from a leaf that knows its own model
-    /// (the deployment id and model string are taken from the leaf).
-    pub fn chat<S>(group: &str, leaf: S) -> Self
-    where
-        S: Service<ChatRequest, Response = ChatResponse, Error = Error>
-            + DescribeDeployment
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-    {
-        let mut info = (*leaf.describe()).clone();
-        info.model_group = Arc::from(group);
-        Deployment::new(Arc::new(info), leaf)
-    }
-
-    /// Adds an embeddings service.
-    pub fn with_embeddings<S>(mut self, service: S) -> Self
-    where
-        S: Service<EmbeddingRequest, Response = EmbeddingOutput, Error = Error>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-    {
-        self.embeddings = Some(BoxCloneSyncService::new(service));
-        self
-    }
-
-    /// Sets the shuffle weight.
-    pub fn weight(mut self, weight: f64) -> Self {
-        self.weight = Some(weight);
-        self
-    }
-
-    fn shuffle_weight(&self, by: WeightBy) -> f64 {
-        let w = match by {
-            WeightBy::Weight => self.weight.unwrap_or(0.0),
-            WeightBy::Rpm => self.rpm.unwrap_or(0) as f64,
-            WeightBy::Tpm => self.tpm.unwrap_or(0) as f64,
-            WeightBy::Uniform => 1.0,
-        };
-        if w.is_finite() && w > 0.0 { w } else { 0.0 }
-    }
-}
-
-/// Leaves that can describe the deployment they serve.
-pub trait DescribeDeployment {
-    /// The deployment.
-    fn describe(&self) -> Arc<DeploymentInfo>;
-}
-
-impl<P> DescribeDeployment for crate::provider::HttpProvider<P>
-where
-    P: crate::provider::Protocol,
-{
-    fn describe(&self) -> Arc<DeploymentInfo> {
-        self.info().clone()
-    }
-}
-
-impl DescribeDeployment for crate::provider::Mock {
-    fn describe(&self) -> Arc<DeploymentInfo> {
-        self.info().clone()
-    }
-}
-
-#[derive(Clone, Copy)]
-enum WeightBy {
-    Weight,
-    Rpm,
-    Tpm,
-    Uniform,
-}
 
 /// The deployments of one model group.
 #[derive(Clone, Debug)]
 pub struct ModelGroup {
-    /// The group's name (`model_name`).
+    /// The group's name (`model_name`), possibly a wildcard pattern.
     pub name: Arc<str>,
     /// Its deployments, in configuration order.
     pub deployments: Vec<Deployment>,
-}
-
-impl ModelGroup {
-    /// Picks a deployment for a call: among the lowest `order` present,
-    /// weighted random by `weight`, else `rpm`, else `tpm`, else uniform.
-    fn pick(&self, embeddings: bool) -> Option<&Deployment> {
-        let usable = |d: &&Deployment| {
-            if embeddings {
-                d.embeddings.is_some()
-            } else {
-                d.chat.is_some()
-            }
-        };
-        let min_order = self
-            .deployments
-            .iter()
-            .filter(usable)
-            .map(|d| d.order.unwrap_or(u32::MAX))
-            .min()?;
-        let candidates: Vec<&Deployment> = self
-            .deployments
-            .iter()
-            .filter(usable)
-            .filter(|d| d.order.unwrap_or(u32::MAX) == min_order)
-            .collect();
-        if candidates.len() == 1 {
-            return candidates.first().copied();
-        }
-        let by = if candidates.iter().any(|d| d.weight.is_some()) {
-            WeightBy::Weight
-        } else if candidates.iter().any(|d| d.rpm.is_some()) {
-            WeightBy::Rpm
-        } else if candidates.iter().any(|d| d.tpm.is_some()) {
-            WeightBy::Tpm
-        } else {
-            WeightBy::Uniform
-        };
-        weighted_pick(&candidates, |d| d.shuffle_weight(by), fastrand::f64())
-    }
-}
-
-/// Picks an item with probability proportional to its weight, given a uniform
-/// sample `u` in [0, 1). Items of zero weight are never picked unless all are
-/// zero, in which case the pick is uniform.
-fn weighted_pick<'a, T>(items: &[&'a T], weight: impl Fn(&T) -> f64, u: f64) -> Option<&'a T> {
-    let total: f64 = items.iter().map(|t| weight(t)).sum();
-    if items.is_empty() {
-        return None;
-    }
-    if total <= 0.0 {
-        let i = ((u * items.len() as f64) as usize).min(items.len() - 1);
-        return Some(items[i]);
-    }
-    let mut target = u * total;
-    for t in items {
-        let w = weight(t);
-        if target < w {
-            return Some(t);
-        }
-        target -= w;
-    }
-    items.iter().rev().find(|t| weight(t) > 0.0).copied()
 }
 
 /// An entry of the model list (`GET /v1/models`).
@@ -261,9 +99,49 @@ pub struct ModelCard {
     pub owned_by: String,
 }
 
+/// Routing settings (LiteLLM's `router_settings`).
+#[derive(Clone)]
+pub struct RouterConfig {
+    /// How a deployment is picked among the eligible ones.
+    pub strategy: Arc<dyn RoutingStrategy>,
+    /// When deployments are cooled down.
+    pub cooldown: CooldownPolicy,
+    /// Route by request tags.
+    pub enable_tag_filtering: bool,
+    /// A deployment matches when it has any (true) or all (false) of the request's tags.
+    pub tag_filtering_match_any: bool,
+    /// Skip deployments whose context window is smaller than the prompt.
+    pub pre_call_checks: bool,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            strategy: Arc::new(Strategy::SimpleShuffle),
+            cooldown: CooldownPolicy::default(),
+            enable_tag_filtering: false,
+            tag_filtering_match_any: true,
+            pre_call_checks: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for RouterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterConfig")
+            .field("cooldown", &self.cooldown)
+            .field("enable_tag_filtering", &self.enable_tag_filtering)
+            .field("pre_call_checks", &self.pre_call_checks)
+            .finish_non_exhaustive()
+    }
+}
+
 struct State {
     groups: HashMap<Arc<str>, ModelGroup>,
+    /// Wildcard groups, most specific (longest literal text) first.
+    patterns: Vec<Arc<str>>,
     aliases: HashMap<String, (Arc<str>, bool)>,
+    config: RouterConfig,
     created: i64,
 }
 
@@ -286,6 +164,7 @@ impl std::fmt::Debug for Router {
 pub struct RouterBuilder {
     deployments: Vec<Deployment>,
     aliases: Vec<(String, String, bool)>,
+    config: RouterConfig,
 }
 
 impl RouterBuilder {
@@ -307,6 +186,24 @@ impl RouterBuilder {
         self
     }
 
+    /// Sets the routing settings.
+    pub fn config(mut self, config: RouterConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the strategy.
+    pub fn strategy(mut self, strategy: impl RoutingStrategy) -> Self {
+        self.config.strategy = Arc::new(strategy);
+        self
+    }
+
+    /// Sets the cooldown policy.
+    pub fn cooldown(mut self, policy: CooldownPolicy) -> Self {
+        self.config.cooldown = policy;
+        self
+    }
+
     /// Builds the router.
     pub fn build(self) -> Router {
         let mut groups: HashMap<Arc<str>, ModelGroup> = HashMap::new();
@@ -321,6 +218,9 @@ impl RouterBuilder {
                 .deployments
                 .push(d);
         }
+        let mut patterns: Vec<Arc<str>> =
+            groups.keys().filter(|k| k.contains('*')).cloned().collect();
+        patterns.sort_by_key(|p| std::cmp::Reverse(p.len() - 1));
         let aliases = self
             .aliases
             .into_iter()
@@ -332,11 +232,33 @@ impl RouterBuilder {
         Router {
             state: Arc::new(State {
                 groups,
+                patterns,
                 aliases,
+                config: self.config,
                 created: crate::util::unix_now(),
             }),
         }
     }
+}
+
+/// The text a `*` pattern captures from `model`, if it matches.
+fn capture<'a>(pattern: &str, model: &'a str) -> Option<&'a str> {
+    let (prefix, suffix) = pattern.split_once('*')?;
+    if model.len() < prefix.len() + suffix.len() {
+        return None;
+    }
+    let rest = model.strip_prefix(prefix)?;
+    rest.strip_suffix(suffix)
+}
+
+/// Why no deployment was eligible.
+#[derive(Default)]
+struct Ineligible {
+    cooling: Option<Duration>,
+    last_error: Option<String>,
+    at_capacity: bool,
+    too_small: Option<u64>,
+    tags: bool,
 }
 
 impl Router {
@@ -345,31 +267,50 @@ impl Router {
         RouterBuilder::default()
     }
 
-    /// The group a client-facing name resolves to.
+    /// The group a client-facing name resolves to (exact name, alias, then wildcard).
     pub fn group(&self, name: &str) -> Option<&ModelGroup> {
-        let state = &self.state;
-        state.groups.get(name).or_else(|| {
-            state
-                .aliases
-                .get(name)
-                .and_then(|(g, _)| state.groups.get(&**g))
+        self.resolve(name).map(|(g, _)| g)
+    }
+
+    /// The group and, for a wildcard group, the captured text.
+    fn resolve<'a, 'n>(&'a self, name: &'n str) -> Option<(&'a ModelGroup, Option<&'n str>)> {
+        let s = &self.state;
+        if let Some(g) = s.groups.get(name) {
+            return Some((g, None));
+        }
+        if let Some((g, _)) = s.aliases.get(name) {
+            return s.groups.get(&**g).map(|g| (g, None));
+        }
+        s.patterns.iter().find_map(|p| {
+            let cap = capture(p, name)?;
+            s.groups.get(&**p).map(|g| (g, Some(cap)))
         })
     }
 
-    /// The model list: every group and alias, sorted by name.
+    /// Every group.
+    pub fn groups(&self) -> impl Iterator<Item = &ModelGroup> {
+        self.state.groups.values()
+    }
+
+    /// The routing settings.
+    pub fn config(&self) -> &RouterConfig {
+        &self.state.config
+    }
+
+    /// The model list: every non-wildcard group and visible alias, sorted by name.
     pub fn models(&self) -> Vec<ModelCard> {
-        let mut out: Vec<ModelCard> = self
-            .state
+        let s = &self.state;
+        let mut out: Vec<ModelCard> = s
             .groups
             .values()
+            .filter(|g| !g.name.contains('*'))
             .map(|g| self.card(&g.name, g))
             .chain(
-                self.state
-                    .aliases
+                s.aliases
                     .iter()
                     .filter(|(_, (_, hidden))| !hidden)
                     .filter_map(|(alias, (group, _))| {
-                        self.state.groups.get(&**group).map(|g| self.card(alias, g))
+                        s.groups.get(&**group).map(|g| self.card(alias, g))
                     }),
             )
             .collect();
@@ -394,6 +335,218 @@ impl Router {
                 .unwrap_or_default(),
         }
     }
+
+    /// The deployments of `group` that may serve `req` now (before `order`).
+    fn eligible<'a>(
+        &self,
+        group: &'a ModelGroup,
+        embeddings: bool,
+        tags: Option<&[String]>,
+        prompt_tokens: Option<u64>,
+        why: &mut Ineligible,
+    ) -> Vec<&'a Deployment> {
+        let now = Instant::now();
+        let cfg = &self.state.config;
+        let mut tagged: Vec<&Deployment> = group
+            .deployments
+            .iter()
+            .filter(|d| {
+                if embeddings {
+                    d.embeddings.is_some()
+                } else {
+                    d.chat.is_some()
+                }
+            })
+            .collect();
+        if cfg.enable_tag_filtering {
+            tagged = filter_tags(tagged, tags.unwrap_or(&[]), cfg.tag_filtering_match_any);
+            if tagged.is_empty() {
+                why.tags = true;
+            }
+        }
+        let estimated = prompt_tokens.unwrap_or(0);
+        tagged
+            .into_iter()
+            .filter(|d| {
+                let health = d
+                    .stats
+                    .health
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(left) = health.remaining(now) {
+                    why.cooling = Some(why.cooling.map_or(left, |c| c.min(left)));
+                    if health.last_error.is_some() {
+                        why.last_error.clone_from(&health.last_error);
+                    }
+                    return false;
+                }
+                true
+            })
+            .filter(|d| {
+                let fits = match (
+                    prompt_tokens,
+                    d.price.as_ref().and_then(|p| p.max_input_tokens),
+                ) {
+                    (Some(n), Some(max)) => n <= max,
+                    _ => true,
+                };
+                if !fits {
+                    why.too_small = Some(prompt_tokens.unwrap_or(0));
+                }
+                fits
+            })
+            .filter(|d| {
+                let room = d.stats.has_room(d, estimated, now);
+                if !room {
+                    why.at_capacity = true;
+                }
+                room
+            })
+            .collect()
+    }
+
+    fn no_deployment(&self, group: &ModelGroup, why: Ineligible) -> Error {
+        if let Some(n) = why.too_small {
+            let largest = group
+                .deployments
+                .iter()
+                .filter_map(|d| d.price.as_ref().and_then(|p| p.max_input_tokens))
+                .max()
+                .unwrap_or(0);
+            return Error::new(
+                ErrorKind::ContextWindowExceeded,
+                format!(
+                    "the prompt has about {n} tokens, more than the largest context window of `{}` ({largest} tokens)",
+                    group.name
+                ),
+            )
+            .with_param("messages");
+        }
+        if let Some(wait) = why.cooling {
+            let last = why
+                .last_error
+                .map(|e| format!(" Last upstream error: {e}"))
+                .unwrap_or_default();
+            return Error::new(
+                ErrorKind::RateLimited(LimitSource::Upstream),
+                format!(
+                    "No deployment of `{}` can take requests right now: all are cooling down after upstream errors; the first recovers in {:.1}s.{last}",
+                    group.name,
+                    wait.as_secs_f64()
+                ),
+            )
+            .with_code("deployments_cooling_down")
+            .with_retry_after(wait);
+        }
+        if why.at_capacity {
+            return Error::new(
+                ErrorKind::RateLimited(LimitSource::Gateway),
+                format!(
+                    "Every deployment of `{}` is at its configured rpm, tpm or parallel-request limit.",
+                    group.name
+                ),
+            )
+            .with_code("deployment_capacity")
+            .with_retry_after(Duration::from_secs(1));
+        }
+        if why.tags {
+            return Error::bad_request(format!(
+                "no deployment of `{}` matches the request's tags",
+                group.name
+            ))
+            .with_param("tags");
+        }
+        Error::new(
+            ErrorKind::ServiceUnavailable,
+            format!(
+                "`{}` has no deployment for this kind of request",
+                group.name
+            ),
+        )
+    }
+
+    fn pick<'a>(&self, eligible: &[&'a Deployment], stream: bool) -> &'a Deployment {
+        let min_order = eligible
+            .iter()
+            .map(|d| d.order.unwrap_or(u32::MAX))
+            .min()
+            .unwrap_or(u32::MAX);
+        let lowest: Vec<&Deployment> = eligible
+            .iter()
+            .filter(|d| d.order.unwrap_or(u32::MAX) == min_order)
+            .copied()
+            .collect();
+        if lowest.len() == 1 {
+            return lowest[0];
+        }
+        self.state.config.strategy.pick(
+            &lowest,
+            &PickContext {
+                stream,
+                random: fastrand::f64(),
+            },
+        )
+    }
+}
+
+fn filter_tags<'a>(
+    deployments: Vec<&'a Deployment>,
+    tags: &[String],
+    any: bool,
+) -> Vec<&'a Deployment> {
+    let is_default = |d: &&Deployment| d.tags.iter().any(|t| t == "default");
+    if tags.is_empty() {
+        let defaults: Vec<&Deployment> = deployments.iter().copied().filter(is_default).collect();
+        return if defaults.is_empty() {
+            deployments
+        } else {
+            defaults
+        };
+    }
+    let matching: Vec<&Deployment> = deployments
+        .iter()
+        .copied()
+        .filter(|d| {
+            if any {
+                tags.iter().any(|t| d.tags.contains(t))
+            } else {
+                tags.iter().all(|t| d.tags.contains(t))
+            }
+        })
+        .collect();
+    if matching.is_empty() {
+        deployments.into_iter().filter(is_default).collect()
+    } else {
+        matching
+    }
+}
+
+/// Whether another deployment of the group could take a retry now.
+fn others_available(group: &ModelGroup, not: &Arc<str>) -> bool {
+    let now = Instant::now();
+    group.deployments.iter().any(|d| {
+        &d.info.id != not
+            && d.chat.is_some()
+            && d.stats
+                .health
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remaining(now)
+                .is_none()
+    })
+}
+
+fn record_failure(router: &Router, group: &ModelGroup, stats: &DeploymentStats, err: &Error) {
+    let mut h = stats
+        .health
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    h.fail(
+        err,
+        &router.state.config.cooldown,
+        group.deployments.len(),
+        Instant::now(),
+    );
 }
 
 impl Service<ChatRequest> for Router {
@@ -405,21 +558,141 @@ impl Service<ChatRequest> for Router {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: ChatRequest) -> Self::Future {
-        let picked = self
-            .group(&req.model)
-            .and_then(|g| g.pick(false))
-            .and_then(|d| d.chat.clone());
-        let Some(service) = picked else {
-            let err = Error::model_not_found(&req.model);
-            return Box::pin(async move { Err(err) });
-        };
-        let requested = req.model.clone();
+    fn call(&mut self, mut req: ChatRequest) -> Self::Future {
+        let router = self.clone();
         Box::pin(async move {
-            let mut resp = service.oneshot(req).await?;
-            rename_model(&mut resp, requested);
-            Ok(resp)
+            let requested = req.model.clone();
+            let Some((group, captured)) = router.resolve(&requested) else {
+                return Err(Error::model_not_found(&requested));
+            };
+            let prompt_tokens = if router.state.config.pre_call_checks {
+                let model = group
+                    .deployments
+                    .first()
+                    .map_or_else(String::new, |d| d.info.model.to_string());
+                Some(crate::tokens::count_request_async(&model, req.shared_body().clone()).await)
+            } else {
+                None
+            };
+            let tags = req.extensions.get::<Tags>().cloned();
+            let mut why = Ineligible::default();
+            let eligible = router.eligible(
+                group,
+                false,
+                tags.as_ref().map(|t| &t.0[..]),
+                prompt_tokens,
+                &mut why,
+            );
+            if eligible.is_empty() {
+                return Err(router.no_deployment(group, why));
+            }
+            let deployment = router.pick(&eligible, req.is_stream());
+            if let Some(cap) = captured {
+                let model = deployment.info.model.replace('*', cap);
+                req.extensions.insert(UpstreamModel(Arc::from(model)));
+            }
+            let Some(service) = deployment.chat.clone() else {
+                return Err(Error::internal(
+                    "picked a deployment without a chat service",
+                ));
+            };
+            let estimate = prompt_tokens.unwrap_or_else(|| {
+                if deployment.tpm.is_some() {
+                    crate::tokens::estimate_prompt(req.body())
+                } else {
+                    0
+                }
+            });
+            let guard = deployment.stats.begin(estimate);
+            let info = deployment.info.clone();
+            let id = info.id.clone();
+            let stream = req.is_stream();
+            match service.oneshot(req).await {
+                Ok(mut resp) => {
+                    resp.meta.deployment = Some(info);
+                    match &mut resp.body {
+                        ChatBody::Complete(c) => {
+                            guard.finish(
+                                c.usage.as_ref().map(|u| u.total_tokens),
+                                c.usage.as_ref().map(|u| u.completion_tokens),
+                            );
+                            c.model.clone_from(&requested);
+                        }
+                        ChatBody::Stream(s) => {
+                            let inner = std::mem::replace(s, ChatStream::from_chunks(Vec::new()));
+                            *s = inner.observe(Watch {
+                                router: router.clone(),
+                                group: group.name.clone(),
+                                guard,
+                                requested,
+                                first_token: !stream,
+                                usage: None,
+                            });
+                        }
+                    }
+                    Ok(resp)
+                }
+                Err(err) => {
+                    record_failure(&router, group, guard.stats(), &err);
+                    drop(guard);
+                    let alternatives = others_available(group, &id);
+                    let err = if err.deployment().is_none() {
+                        err.with_deployment(id)
+                    } else {
+                        err
+                    };
+                    Err(err.with_alternatives(alternatives))
+                }
+            }
         })
+    }
+}
+
+/// Watches a routed stream: renames the model, measures time to first token
+/// and tokens, releases the in-flight slot at the end, and counts a failure.
+struct Watch {
+    router: Router,
+    group: Arc<str>,
+    guard: InFlight,
+    requested: String,
+    first_token: bool,
+    usage: Option<(u64, u64)>,
+}
+
+impl StreamObserver for Watch {
+    fn on_chunk(&mut self, chunk: &mut ChatChunk) {
+        chunk.model.clone_from(&self.requested);
+        if !self.first_token
+            && chunk.choices.iter().any(|c| {
+                c.delta.content.as_deref().is_some_and(|t| !t.is_empty())
+                    || c.delta.tool_calls.is_some()
+                    || c.delta.reasoning_content.is_some()
+                    || c.delta.refusal.is_some()
+            })
+        {
+            self.first_token = true;
+            self.guard
+                .stats()
+                .observe_ttft(self.guard.started.elapsed());
+        }
+        if let Some(u) = &chunk.usage {
+            self.usage = Some((u.total_tokens, u.completion_tokens));
+        }
+    }
+
+    fn on_end(self, end: StreamEnd<'_>) {
+        match end {
+            StreamEnd::Completed => {
+                self.guard
+                    .finish(self.usage.map(|u| u.0), self.usage.map(|u| u.1));
+            }
+            StreamEnd::Failed(err) => {
+                if let Some(group) = self.router.state.groups.get(&self.group) {
+                    record_failure(&self.router, group, self.guard.stats(), err);
+                }
+            }
+            StreamEnd::Dropped => {}
+        }
     }
 }
 
@@ -432,118 +705,53 @@ impl Service<EmbeddingRequest> for Router {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: EmbeddingRequest) -> Self::Future {
-        let group = self.group(&req.model);
-        let picked = group
-            .and_then(|g| g.pick(true))
-            .and_then(|d| d.embeddings.clone());
-        let Some(service) = picked else {
-            let err = if group.is_some() {
-                Error::bad_request(format!(
-                    "the model `{}` does not serve embeddings",
-                    req.model
-                ))
-                .with_param("model")
-            } else {
-                Error::model_not_found(&req.model)
-            };
-            return Box::pin(async move { Err(err) });
-        };
-        let requested = req.model.clone();
+    fn call(&mut self, mut req: EmbeddingRequest) -> Self::Future {
+        let router = self.clone();
         Box::pin(async move {
-            let mut resp = service.oneshot(req).await?;
-            resp.model = requested;
-            Ok(resp)
+            let requested = req.model.clone();
+            let Some((group, captured)) = router.resolve(&requested) else {
+                return Err(Error::model_not_found(&requested));
+            };
+            let tags = req.extensions.get::<Tags>().cloned();
+            let mut why = Ineligible::default();
+            let eligible =
+                router.eligible(group, true, tags.as_ref().map(|t| &t.0[..]), None, &mut why);
+            if eligible.is_empty() {
+                if group.deployments.iter().all(|d| d.embeddings.is_none()) {
+                    return Err(Error::bad_request(format!(
+                        "the model `{requested}` does not serve embeddings"
+                    ))
+                    .with_param("model"));
+                }
+                return Err(router.no_deployment(group, why));
+            }
+            let deployment = router.pick(&eligible, false);
+            if let Some(cap) = captured {
+                let model = deployment.info.model.replace('*', cap);
+                req.extensions.insert(UpstreamModel(Arc::from(model)));
+            }
+            let Some(service) = deployment.embeddings.clone() else {
+                return Err(Error::internal("picked a deployment without embeddings"));
+            };
+            let guard = deployment.stats.begin(0);
+            let info = deployment.info.clone();
+            let id = info.id.clone();
+            match service.oneshot(req).await {
+                Ok(mut out) => {
+                    out.meta.deployment = Some(info);
+                    guard.finish(out.usage.as_ref().map(|u| u.total_tokens), None);
+                    out.body.model = requested;
+                    Ok(out)
+                }
+                Err(err) => {
+                    record_failure(&router, group, guard.stats(), &err);
+                    drop(guard);
+                    Err(err.with_alternatives(others_available(group, &id)))
+                }
+            }
         })
     }
 }
 
-/// Sets the answer's `model` to the name the client asked for.
-fn rename_model(resp: &mut ChatResponse, requested: String) {
-    match &mut resp.body {
-        ChatBody::Complete(c) => c.model = requested,
-        ChatBody::Stream(s) => {
-            let stream = std::mem::replace(s, ChatStream::from_chunks(Vec::new()));
-            *s = stream.map_chunks(move |chunk| chunk.model.clone_from(&requested));
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::provider::{Mock, MockConfig};
-
-    fn mock(model: &str) -> Mock {
-        Mock::new(MockConfig::new(model))
-    }
-
-    #[test]
-    fn weighted_pick_follows_weights() {
-        let a = 1.0f64;
-        let b = 3.0f64;
-        let items = [&a, &b];
-        let mut counts = [0u32; 2];
-        for i in 0..10_000 {
-            let u = (i as f64 + 0.5) / 10_000.0;
-            let got = weighted_pick(&items, |x| *x, u).unwrap();
-            counts[usize::from(*got == b)] += 1;
-        }
-        assert_eq!(counts, [2_500, 7_500]);
-        let zeros = [&0.0f64, &0.0f64];
-        assert!(weighted_pick(&zeros, |x| *x, 0.99).is_some());
-    }
-
-    #[test]
-    fn lowest_order_wins() {
-        let mut primary = Deployment::chat("g", mock("mock/primary"));
-        primary.order = Some(1);
-        let mut overflow = Deployment::chat("g", mock("mock/overflow"));
-        overflow.order = Some(2);
-        let r = Router::builder()
-            .deployment(overflow)
-            .deployment(primary)
-            .build();
-        for _ in 0..50 {
-            assert_eq!(
-                &*r.group("g").unwrap().pick(false).unwrap().info.id,
-                "mock/primary"
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn unknown_model_is_404_and_stream_model_is_renamed() {
-        let r = Router::builder()
-            .deployment(Deployment::chat("g", mock("mock/x")))
-            .alias("alias", "g")
-            .alias("dangling", "nope")
-            .hidden_alias("secret-name", "g")
-            .build();
-        let err = r
-            .clone()
-            .oneshot(ChatRequest::from_json(br#"{"model":"nope","messages":[]}"#).unwrap())
-            .await
-            .unwrap_err();
-        assert_eq!(err.status().as_u16(), 404);
-        assert_eq!(err.code(), Some("model_not_found"));
-        let resp = r
-            .clone()
-            .oneshot(
-                ChatRequest::from_json(br#"{"model":"alias","messages":[],"stream":true}"#)
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        let c = resp
-            .into_stream()
-            .unwrap()
-            .collect_completion()
-            .await
-            .unwrap();
-        assert_eq!(c.model, "alias");
-        let ids: Vec<_> = r.models().into_iter().map(|m| m.id).collect();
-        assert_eq!(ids, vec!["alias", "g"]);
-        assert!(r.group("secret-name").is_some());
-    }
-}
+mod tests;
