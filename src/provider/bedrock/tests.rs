@@ -1,0 +1,1 @@
+//! Unit tests of the Bedrock translation against the recorded fixtures.
