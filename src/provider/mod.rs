@@ -388,6 +388,7 @@ fn forwarded_headers(headers: &HeaderMap) -> HeaderMap {
             || n == "x-request-id"
             || n == "request-id"
             || n == "apim-request-id"
+            || n == "x-amzn-requestid"
         {
             out.append(name.clone(), value.clone());
         }

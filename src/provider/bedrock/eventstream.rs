@@ -303,11 +303,17 @@ fn take<'a>(
     Ok(s)
 }
 
+fn fixed_part<const N: usize>(
+    block: &[u8],
+    pos: &mut usize,
+    part: HeaderPart,
+) -> Result<[u8; N], FrameError> {
+    let s = take(block, pos, N, part)?;
+    <[u8; N]>::try_from(s).map_err(|_| FrameError::HeaderTruncated(part))
+}
+
 fn fixed<const N: usize>(block: &[u8], pos: &mut usize) -> Result<[u8; N], FrameError> {
-    let s = take(block, pos, N, HeaderPart::Value)?;
-    let mut a = [0u8; N];
-    a.copy_from_slice(s);
-    Ok(a)
+    fixed_part::<N>(block, pos, HeaderPart::Value)
 }
 
 /// Parses a header block.
@@ -315,14 +321,14 @@ pub fn parse_headers(block: &[u8]) -> Result<Vec<(String, HeaderValue)>, FrameEr
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < block.len() {
-        let len = take(block, &mut pos, 1, HeaderPart::NameLength)?[0];
+        let [len] = fixed_part::<1>(block, &mut pos, HeaderPart::NameLength)?;
         let name = take(block, &mut pos, usize::from(len), HeaderPart::Name)?;
         let name = std::str::from_utf8(name)
             .ok()
             .filter(|n| !n.is_empty())
             .ok_or(FrameError::InvalidHeaderName)?
             .to_owned();
-        let ty = take(block, &mut pos, 1, HeaderPart::ValueType)?[0];
+        let [ty] = fixed_part::<1>(block, &mut pos, HeaderPart::ValueType)?;
         let value = match ty {
             0 => HeaderValue::Bool(true),
             1 => HeaderValue::Bool(false),
@@ -331,8 +337,8 @@ pub fn parse_headers(block: &[u8]) -> Result<Vec<(String, HeaderValue)>, FrameEr
             4 => HeaderValue::Int(i32::from_be_bytes(fixed::<4>(block, &mut pos)?)),
             5 => HeaderValue::Long(i64::from_be_bytes(fixed::<8>(block, &mut pos)?)),
             6 | 7 => {
-                let l = take(block, &mut pos, 2, HeaderPart::ValueLength)?;
-                let l = usize::from(u16::from_be_bytes([l[0], l[1]]));
+                let l = fixed_part::<2>(block, &mut pos, HeaderPart::ValueLength)?;
+                let l = usize::from(u16::from_be_bytes(l));
                 let v = take(block, &mut pos, l, HeaderPart::Value)?;
                 if ty == 6 {
                     HeaderValue::Bytes(Bytes::copy_from_slice(v))
@@ -355,10 +361,11 @@ pub fn parse_headers(block: &[u8]) -> Result<Vec<(String, HeaderValue)>, FrameEr
 
 /// Checks a prelude; returns `(total_length, headers_length)`.
 fn check_prelude(prelude: &[u8], max_frame: u32) -> Result<(u32, u32), FrameError> {
-    let total = be_u32(&prelude[0..4]);
-    let headers = be_u32(&prelude[4..8]);
-    let expected = be_u32(&prelude[8..12]);
-    let computed = crc32fast::hash(&prelude[0..8]);
+    let field = |i: usize| be_u32(prelude.get(i..i + 4).unwrap_or_default());
+    let total = field(0);
+    let headers = field(4);
+    let expected = field(8);
+    let computed = crc32fast::hash(prelude.get(..8).unwrap_or_default());
     if expected != computed {
         return Err(FrameError::PreludeChecksum { expected, computed });
     }

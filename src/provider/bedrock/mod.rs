@@ -386,7 +386,16 @@ impl BedrockProtocol {
     }
 
     fn json_mode(&self, req: &ChatRequest) -> JsonMode {
-        // Cheap: only the response_format decides it.
+        // Cheap: only the response_format decides it (unless it is dropped).
+        if self
+            .drop
+            .for_request(req.body())
+            .additional
+            .iter()
+            .any(|a| a == "response_format")
+        {
+            return JsonMode::default();
+        }
         match &req.response_format {
             Some(rf) if rf.kind != crate::types::ResponseFormatType::Text => {
                 match (self.structured_output, &rf.kind, &rf.json_schema) {
