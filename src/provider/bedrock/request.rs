@@ -534,7 +534,7 @@ pub fn converse_body(
         }
     }
     let max_tokens = match (max_tokens, thinking_budget_set) {
-        (None, Some(budget)) => Some(budget + THINKING_HEADROOM),
+        (None, Some(budget)) => Some(budget.saturating_add(THINKING_HEADROOM)),
         (m, _) => m,
     };
     if let Some(m) = max_tokens {

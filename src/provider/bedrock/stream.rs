@@ -129,7 +129,7 @@ impl ConverseStreamDecoder {
                             .and_then(Value::as_str)
                             .unwrap_or_default();
                         let tool = self.next_tool;
-                        self.next_tool += 1;
+                        self.next_tool = self.next_tool.saturating_add(1);
                         self.saw_tool = true;
                         self.blocks.push((index, Block::Tool(tool)));
                         self.delta(

@@ -381,6 +381,15 @@ fn reasoning_and_top_k_by_family() {
         json!({"type": "enabled", "budget_tokens": 2000})
     );
     assert_eq!(b["inferenceConfig"]["maxTokens"], 6096);
+    let b = body_of(
+        &claude,
+        &req(json!({"thinking": {"type": "enabled", "budget_tokens": u64::MAX}})),
+    );
+    assert_eq!(
+        b["inferenceConfig"]["maxTokens"],
+        u64::MAX,
+        "saturates, never overflows"
+    );
     assert!(
         body_of(&claude, &req(json!({"reasoning_effort": "none"})))
             .get("additionalModelRequestFields")

@@ -79,6 +79,8 @@ pub const LITELLM_PARAMS: &[(&str, Support)] = &[
     ("aws_role_name", Later),
     ("aws_session_name", Later),
     ("aws_web_identity_token", Later),
+    ("aws_sts_endpoint", Later),
+    ("aws_external_id", Later),
     ("vertex_project", Later),
     ("vertex_location", Later),
     ("vertex_credentials", Later),
