@@ -1316,3 +1316,113 @@ fn json_mode_stream_turns_the_tool_input_into_text() {
         10
     );
 }
+
+// ---------------------------------------------------------------- no panics on any request
+
+fn arb_part() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        ".{0,12}".prop_map(|t| json!({"type": "text", "text": t})),
+        ".{0,40}".prop_map(|u| json!({"type": "image_url", "image_url": {"url": u}})),
+        "(image|text|application)/[a-z]{0,6}".prop_map(
+            |m| json!({"type": "image_url", "image_url": {"url": format!("data:{m};base64,AAAA")}})
+        ),
+        (".{0,12}", ".{0,30}")
+            .prop_map(|(n, d)| json!({"type": "file", "file": {"filename": n, "file_data": d}})),
+        Just(json!({"type": "input_audio", "input_audio": {"data": "AA", "format": "wav"}})),
+        Just(json!({"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}})),
+    ]
+}
+
+fn arb_message() -> impl Strategy<Value = Value> {
+    (
+        prop_oneof![Just("system"), Just("developer"), Just("user"), Just("assistant"), Just("tool"), Just("function"), Just("other")],
+        prop_oneof![
+            Just(Value::Null),
+            ".{0,16}".prop_map(Value::String),
+            proptest::collection::vec(arb_part(), 0..4).prop_map(Value::Array),
+        ],
+        proptest::option::of(proptest::collection::vec((".{0,8}", ".{0,8}", ".{0,24}"), 0..3)),
+        proptest::option::of(".{0,8}"),
+    )
+        .prop_map(|(role, content, calls, tool_id)| {
+            let mut m = json!({"role": role, "content": content});
+            if let Some(calls) = calls {
+                m["tool_calls"] = calls
+                    .into_iter()
+                    .map(|(id, name, args)| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}}))
+                    .collect();
+            }
+            if let Some(id) = tool_id {
+                m["tool_call_id"] = json!(id);
+            }
+            m
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn translation_never_panics(
+        messages in proptest::collection::vec(arb_message(), 0..6),
+        tool_choice in prop_oneof![Just(json!(null)), Just(json!("none")), Just(json!("required")), Just(json!({"type": "function", "function": {"name": "f"}})), Just(json!({"type": "x"}))],
+        effort in prop_oneof![Just(json!(null)), Just(json!("high")), Just(json!("none")), Just(json!("weird"))],
+        rf in prop_oneof![Just(json!(null)), Just(json!({"type": "json_object"})), Just(json!({"type": "json_schema", "json_schema": {"name": "s"}})), Just(json!({"type": "other"}))],
+        top_k in proptest::option::of(any::<i64>()),
+        model in prop_oneof![Just("anthropic.claude-3"), Just("amazon.nova-lite"), Just("meta.llama3")],
+    ) {
+        let mut body = json!({"model": "m", "messages": messages,
+            "tools": [weather_tool(false)], "drop_params": true});
+        for (k, v) in [("tool_choice", tool_choice), ("reasoning_effort", effort), ("response_format", rf)] {
+            if !v.is_null() {
+                body[k] = v;
+            }
+        }
+        if let Some(k) = top_k {
+            body["top_k"] = json!(k);
+        }
+        if let Ok(req) = ChatRequest::from_json(&serde_json::to_vec(&body).unwrap()) {
+            for native in [StructuredOutput::Tool, StructuredOutput::Native] {
+                let p = proto_with(model, |c| c.structured_output = native);
+                if let Ok((bytes, _)) = p.body(&req) {
+                    let v: Value = serde_json::from_slice(&bytes).unwrap();
+                    prop_assert!(v["messages"].is_array());
+                }
+                let _ = p.chat_request(&req);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn any_event_payload_never_panics(
+        frames in proptest::collection::vec((
+            prop_oneof![Just("messageStart"), Just("contentBlockStart"), Just("contentBlockDelta"), Just("contentBlockStop"), Just("messageStop"), Just("metadata"), Just("unknown")],
+            prop_oneof![
+                ".{0,20}",
+                Just(r#"{"contentBlockIndex":1,"start":{"toolUse":{"toolUseId":"t","name":"f"}}}"#.to_owned()),
+                Just(r#"{"contentBlockIndex":1,"delta":{"toolUse":{"input":"{"}}}"#.to_owned()),
+                Just(r#"{"contentBlockIndex":-1,"delta":{"text":5}}"#.to_owned()),
+                Just(r#"{"stopReason":"malformed_tool_use"}"#.to_owned()),
+                Just(r#"{"usage":{"inputTokens":-1}}"#.to_owned()),
+                Just(r#"{"usage":{"inputTokens":18446744073709551615,"cacheReadInputTokens":18446744073709551615}}"#.to_owned()),
+            ],
+            any::<bool>(),
+        ), 0..8),
+    ) {
+        use super::eventstream::Message as Frame;
+        let mut bytes = Vec::new();
+        for (event, payload, exception) in frames {
+            let f = if exception {
+                Frame::exception(event, payload.as_bytes())
+            } else {
+                Frame::event(event, payload.as_bytes())
+            };
+            bytes.extend(f.encode());
+        }
+        let _ = decode_cut(&bytes, &[bytes.len() / 3]);
+    }
+}
