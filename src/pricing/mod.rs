@@ -431,6 +431,21 @@ impl PriceTable {
             return Some(e);
         }
         let (prefix, rest) = model.split_once('/')?;
+        // Bedrock: route prefixes (`converse/`, `invoke/`) and ARNs (the
+        // inference profile or model id is the last path segment).
+        let rest = if prefix.starts_with("bedrock") {
+            let r = rest
+                .strip_prefix("converse/")
+                .or_else(|| rest.strip_prefix("invoke/"))
+                .unwrap_or(rest);
+            if r.starts_with("arn:") {
+                r.rsplit('/').next().unwrap_or(r)
+            } else {
+                r
+            }
+        } else {
+            rest
+        };
         let candidates = std::iter::once(rest).chain(
             BEDROCK_REGION_PREFIXES
                 .iter()

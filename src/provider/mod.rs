@@ -11,6 +11,7 @@
 //! Model strings follow LiteLLM: `openai/gpt-4o`, `groq/llama-3.1-8b-instant`,
 //! `hosted_vllm/my-model`, `mock/anything`. [`ProviderKind::parse`] splits them.
 
+pub mod bedrock;
 pub mod compat;
 pub mod mock;
 pub mod openai;
@@ -38,6 +39,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
+pub use bedrock::{Bedrock, BedrockConfig};
 pub use compat::{COMPAT_PROVIDERS, CompatProvider};
 pub use mock::{Mock, MockConfig};
 pub use openai::{OpenAi, OpenAiConfig, OpenAiProtocol};
@@ -438,6 +440,7 @@ fn forwarded_headers(headers: &HeaderMap) -> HeaderMap {
             || n == "x-request-id"
             || n == "request-id"
             || n == "apim-request-id"
+            || n == "x-amzn-requestid"
         {
             out.append(name.clone(), value.clone());
         }

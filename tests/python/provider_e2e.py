@@ -12,6 +12,7 @@ mock upstream answers them in that order). Each case is an object:
     {"kind": "stream_tools", "model": "m", "expect_tool": "name", "expect_args": {…}}
     {"kind": "image", "model": "m", "image_url": "data:…", "expect_contains": "…"}
     {"kind": "error", "model": "m", "expect_status": 401, "stream": false}
+    {"kind": "stream_error", "model": "m", "expect_contains": "…"}       # fails mid-stream
     {"kind": "embeddings", "model": "m", "input": ["a"], "expect_count": 1}
 
 Optional on every case: "messages" (default: one user message), "extra_body",
@@ -127,6 +128,19 @@ def run(case):
                 fail(case, f"status {err.status_code}: {err.body}")
             if "expect_type" in case and (err.body or {}).get("type") != case["expect_type"]:
                 fail(case, f"type in {err.body}")
+            return
+        fail(case, "no error raised")
+    elif kind == "stream_error":
+        text = ""
+        try:
+            for chunk in client.chat.completions.create(model=model, messages=messages(case), stream=True, **kwargs(case)):
+                for c in chunk.choices:
+                    text += c.delta.content or ""
+        except openai.APIError as err:
+            if case.get("expect_contains", "") not in str(err.message):
+                fail(case, f"error message {err.message!r}")
+            if "expect_text" in case and text != case["expect_text"]:
+                fail(case, f"text before the error {text!r}")
             return
         fail(case, "no error raised")
     elif kind == "embeddings":

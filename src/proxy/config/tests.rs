@@ -33,7 +33,7 @@ model_list:
       rpm: 60
       weight: 2
       temperature: 0.2
-      aws_region_name: us-east-1
+      aws_profile_name: default
     model_info:
       id: primary
       base_model: gpt-4o
@@ -80,7 +80,7 @@ environment_variables:
     assert_eq!(loaded.warnings.len(), 1);
     let w = &loaded.warnings[0];
     assert!(!w.contains("drop_params"), "drop_params is acted on: {w}");
-    assert!(w.contains("litellm_params.aws_region_name"), "{w}");
+    assert!(w.contains("litellm_params.aws_profile_name"), "{w}");
 }
 
 #[test]

@@ -1,0 +1,204 @@
+//! Bedrock end to end: the proxy binary in front of a local Bedrock mock,
+//! driven by the official `openai` Python SDK (`tests/python/provider_e2e.py`).
+
+mod common;
+
+use bytes::Bytes;
+use common::{MockUpstream, Proxy, Reply, fixture, run_python};
+use serde_json::json;
+use std::time::Duration;
+
+const KEY: &str = "sk-bedrock-e2e-master-key";
+const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+fn eventstream(body: &[u8]) -> Reply {
+    Reply {
+        status: 200,
+        headers: vec![(
+            "content-type".into(),
+            "application/vnd.amazon.eventstream".into(),
+        )],
+        pieces: body
+            .chunks(97)
+            .map(|c| (Duration::ZERO, Bytes::copy_from_slice(c)))
+            .collect(),
+        hang: false,
+    }
+}
+
+fn aws_error(status: u16, kind: &str, message: &str) -> Reply {
+    Reply::json(status, json!({ "message": message }).to_string()).header(
+        "x-amzn-ErrorType",
+        &format!("{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/"),
+    )
+}
+
+#[tokio::test]
+async fn openai_sdk_through_the_proxy_to_bedrock() {
+    use tollgate::provider::bedrock::eventstream::Message;
+    let up = MockUpstream::start().await;
+    let config = format!(
+        r#"
+model_list:
+  - model_name: claude
+    litellm_params:
+      model: bedrock/us.anthropic.claude-3-5-haiku-20241022-v1:0
+      aws_bedrock_runtime_endpoint: "{base}"
+      aws_region_name: us-east-1
+      aws_access_key_id: os.environ/E2E_AWS_KEY_ID
+      aws_secret_access_key: os.environ/E2E_AWS_SECRET
+  - model_name: nova-key
+    litellm_params:
+      model: bedrock/amazon.nova-lite-v1:0
+      api_base: "{base}"
+      api_key: os.environ/E2E_BEDROCK_API_KEY
+general_settings:
+  master_key: {KEY}
+"#,
+        base = up.base()
+    );
+    let proxy = Proxy::start(
+        &config,
+        &[
+            ("E2E_AWS_KEY_ID", "AKIDEXAMPLE"),
+            ("E2E_AWS_SECRET", SECRET),
+            ("E2E_BEDROCK_API_KEY", "ABSKe2ebedrockkey0123"),
+            ("AWS_REGION", "eu-north-1"),
+        ],
+    );
+
+    let mut exception_stream = Message::event("messageStart", br#"{"role":"assistant"}"#).encode();
+    exception_stream.extend(
+        Message::event(
+            "contentBlockDelta",
+            br#"{"contentBlockIndex":0,"delta":{"text":"Par"},"p":"abcd"}"#,
+        )
+        .encode(),
+    );
+    exception_stream.extend(
+        Message::exception(
+            "throttlingException",
+            br#"{"message":"Too many tokens, please wait before trying again."}"#,
+        )
+        .encode(),
+    );
+    // Replies, in the order of the cases below.
+    up.push(Reply::json(200, fixture("bedrock/converse_text.resp.json")));
+    up.push(eventstream(&fixture(
+        "bedrock/converse_stream_text_after_tool.eventstream.bin",
+    )));
+    up.push(Reply::json(
+        200,
+        fixture("bedrock/converse_tool_use.resp.json"),
+    ));
+    up.push(eventstream(&fixture(
+        "bedrock/converse_stream_text_then_tool_use.eventstream.bin",
+    )));
+    up.push(Reply::json(
+        200,
+        fixture("bedrock/converse_tool_result_followup.resp.json"),
+    ));
+    up.push(Reply::json(200, fixture("bedrock/converse_text.resp.json")));
+    up.push(aws_error(
+        429,
+        "ThrottlingException",
+        "Too many tokens, please wait before trying again.",
+    ));
+    up.push(aws_error(
+        400,
+        "ValidationException",
+        "The provided model identifier is invalid.",
+    ));
+    up.push(aws_error(
+        403,
+        "AccessDeniedException",
+        "You don't have access to the model with the specified model ID.",
+    ));
+    up.push(eventstream(&exception_stream));
+    up.push(Reply::json(200, fixture("bedrock/converse_text.resp.json")));
+
+    let png = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+    let cases = json!([
+        {"kind": "text", "model": "claude",
+         "expect_text": "Hello! How can I assist you today? Whether you have questions, need information, or just want to chat, I'm here to help."},
+        {"kind": "stream", "model": "claude", "usage": true,
+         "expect_text": "The current temperature in Paris, the capital of France, is 30°C."},
+        {"kind": "tools", "model": "claude", "expect_tool": "get_weather", "expect_args": {"city": "Paris"}},
+        {"kind": "stream_tools", "model": "claude", "expect_tool": "get_temperature", "expect_args": {"city": "Paris"}},
+        {"kind": "text", "model": "claude", "tools": true,
+         "messages": [
+            {"role": "user", "content": "What's the weather in Paris?"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "tooluse_8ZVLMmsdearTDSS0unN07z", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+            {"role": "tool", "tool_call_id": "tooluse_8ZVLMmsdearTDSS0unN07z", "content": "Weather in Paris: Sunny, 22°C"}],
+         "expect_contains": "sunny with a temperature of 22°C"},
+        {"kind": "image", "model": "claude", "image_url": png, "expect_contains": "Hello!"},
+        {"kind": "error", "model": "claude", "expect_status": 429},
+        {"kind": "error", "model": "claude", "expect_status": 400, "stream": true},
+        {"kind": "error", "model": "claude", "expect_status": 403},
+        {"kind": "stream_error", "model": "claude", "expect_contains": "Too many tokens", "expect_text": "Par"},
+        {"kind": "text", "model": "nova-key", "expect_contains": "Hello!"}
+    ]);
+    if !run_python(
+        "openai_sdk_through_the_proxy_to_bedrock",
+        "openai",
+        "provider_e2e.py",
+        &proxy,
+        KEY,
+        &[cases.to_string()],
+    )
+    .await
+    {
+        return;
+    }
+
+    let got = up.received();
+    assert_eq!(got.len(), 11, "one upstream call per case");
+    let claude = "/model/us.anthropic.claude-3-5-haiku-20241022-v1%3A0";
+    for (i, g) in got.iter().enumerate().take(10) {
+        let auth = g.headers["authorization"].to_str().unwrap();
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+                && auth.contains("/us-east-1/bedrock/aws4_request"),
+            "case {i}: {auth}"
+        );
+        assert!(g.path.starts_with(claude), "case {i}: {}", g.path);
+        assert!(
+            !String::from_utf8_lossy(&g.body).contains(KEY),
+            "the client's key never goes upstream"
+        );
+    }
+    assert!(got[1].path.ends_with("/converse-stream"));
+    assert!(got[3].path.ends_with("/converse-stream"));
+    assert!(got[2].path.ends_with("/converse"));
+    // Tools went into toolConfig; the tool result into one user turn.
+    assert_eq!(
+        got[2].json()["toolConfig"]["tools"][0]["toolSpec"]["name"],
+        "get_weather"
+    );
+    let follow = got[4].json();
+    assert_eq!(
+        follow["messages"][1]["content"][0]["toolUse"]["input"],
+        json!({"city": "Paris"})
+    );
+    assert_eq!(
+        follow["messages"][2]["content"][0]["toolResult"]["content"][0]["text"],
+        "Weather in Paris: Sunny, 22°C"
+    );
+    // The image travelled as bytes.
+    let image = got[5].json();
+    assert_eq!(image["messages"][0]["content"][1]["image"]["format"], "png");
+    assert_eq!(
+        image["messages"][0]["content"][1]["image"]["source"]["bytes"],
+        png.trim_start_matches("data:image/png;base64,")
+    );
+    // The API-key deployment: a bearer token and no SigV4 headers.
+    let nova = &got[10];
+    assert_eq!(nova.path, "/model/amazon.nova-lite-v1%3A0/converse");
+    assert_eq!(
+        nova.headers["authorization"],
+        "Bearer ABSKe2ebedrockkey0123"
+    );
+    assert!(nova.headers.get("x-amz-date").is_none());
+    assert!(!proxy.logs().contains(SECRET));
+}
