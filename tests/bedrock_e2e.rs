@@ -54,6 +54,9 @@ model_list:
       api_key: os.environ/E2E_BEDROCK_API_KEY
 general_settings:
   master_key: {KEY}
+# The mock answers the cases in order: no retries may consume the next case's answer.
+router_settings:
+  num_retries: 0
 "#,
         base = up.base()
     );

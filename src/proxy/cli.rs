@@ -228,6 +228,9 @@ pub fn main() -> ExitCode {
         let local: SocketAddr = listener
             .local_addr()
             .unwrap_or_else(|_| ([0, 0, 0, 0], cli.port).into());
+        let _health = gateway
+            .health_check_interval
+            .map(|every| crate::router::health::spawn_checks(gateway.router.clone(), every));
         let models: Vec<String> = gateway.router.models().into_iter().map(|m| m.id).collect();
         tracing::info!(models = ?models, "serving {} model name(s)", models.len());
         println!("tollgate listening on http://{local}");

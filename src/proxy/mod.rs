@@ -9,12 +9,15 @@ pub mod cli;
 pub mod config;
 mod routes;
 pub mod server;
+pub mod settings;
 
 use crate::auth::{Authenticate, MasterKey, NoAuth};
 use crate::edge::{EdgeBody, EdgeConfig, HttpEdge};
 use crate::error::BoxError;
+use crate::fallback::{Fallback, FallbackLayer};
 use crate::observe::{Observe, ObserveLayer, RecordSink};
 use crate::provider::BoxFuture;
+use crate::retry::{Retry, RetryLayer};
 use crate::router::Router;
 use crate::transport::HttpClient;
 use bytes::Bytes;
@@ -27,7 +30,7 @@ use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
 /// The chat stack the proxy serves.
-pub type ChatStack = Observe<Router>;
+pub type ChatStack = Observe<Fallback<Retry<Router>>>;
 
 /// The proxy's edge.
 pub type ProxyEdge = HttpEdge<ChatStack, Observe<Router>>;
@@ -108,6 +111,8 @@ pub struct Gateway {
     pub warnings: Vec<String>,
     /// Whether a master key protects the API.
     pub has_master_key: bool,
+    /// Background health-check interval, when `background_health_checks` is on.
+    pub health_check_interval: Option<std::time::Duration>,
 }
 
 impl Gateway {
@@ -145,7 +150,9 @@ impl Gateway {
             .allow_client_side_credentials
             .unwrap_or(false);
         let observe = ObserveLayer::new(sink);
-        let chat = observe.layer(router.clone());
+        let retry = RetryLayer::new(settings::retry_policy(config)?);
+        let fallback = FallbackLayer::new(settings::fallback_config(config)?);
+        let chat = observe.layer(fallback.layer(retry.layer(router.clone())));
         let edge = HttpEdge::builder(chat)
             .embeddings(observe.layer(router.clone()))
             .catalog(router.clone())
@@ -170,6 +177,7 @@ impl Gateway {
                 .master_key
                 .as_ref()
                 .is_some_and(|k| !k.is_empty()),
+            health_check_interval: settings::health_checks(config)?,
         })
     }
 }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 pub(crate) fn is_route(path: &str) -> bool {
     matches!(
         path,
-        "/model/info" | "/v1/model/info" | "/utils/token_counter" | "/spend/calculate"
+        "/model/info" | "/v1/model/info" | "/utils/token_counter" | "/spend/calculate" | "/health"
     )
 }
 
@@ -241,6 +241,12 @@ impl Routes {
                     })
                     .collect();
                 Ok(json_ok(&json!({ "data": data })))
+            }
+            (&Method::GET, "/health") => {
+                let report = crate::router::health::report(&self.router);
+                Ok(json_ok(
+                    &serde_json::to_value(report).unwrap_or(Value::Null),
+                ))
             }
             (&Method::POST, "/utils/token_counter") => {
                 let bytes = read_json(body, 32 << 20).await?;

@@ -19,6 +19,7 @@ use crate::cost::CostLayer;
 use crate::pricing::{ModelPrice, PriceTable};
 use crate::provider::{DropParams, LeafTimeouts, ProviderKind};
 use crate::router::Router;
+use crate::timeout::{TimeoutLayer, Timeouts};
 use crate::transport::HttpClient;
 use crate::types::{DeploymentInfo, Extra};
 use http::{HeaderName, HeaderValue};
@@ -275,7 +276,7 @@ pub fn build_with_prices(
     table: &PriceTable,
 ) -> Result<Built, ConfigError> {
     let mut warnings = Vec::new();
-    let mut builder = Router::builder();
+    let mut builder = Router::builder().config(super::settings::router_config(config)?);
     let default_timeout = config
         .router_settings
         .timeout
@@ -341,6 +342,33 @@ pub fn build_with_prices(
         deployment.rpm = p.rpm;
         deployment.tpm = p.tpm;
         deployment.order = p.order;
+        deployment.max_parallel_requests = match p.other.get("max_parallel_requests") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        ConfigError(format!(
+                            "model_list[{i}] (`{}`): `max_parallel_requests` must be a positive integer",
+                            entry.model_name
+                        ))
+                    })?,
+            ),
+        };
+        deployment.tags = match p.other.get("tags") {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect(),
+            Some(_) => {
+                return Err(ConfigError(format!(
+                    "model_list[{i}] (`{}`): `tags` must be a list of strings",
+                    entry.model_name
+                )));
+            }
+        };
         let mut price = resolve_price(table, entry, &full_model, deployment.info.provider.as_ref());
         if price.is_none() && deployment.info.provider.as_ref() == "mock" {
             // The mock calls nothing that costs money: it is free, not unknown.
@@ -362,14 +390,31 @@ pub fn build_with_prices(
                 entry.model_name
             ));
         }
+        let deadlines = TimeoutLayer::new(Timeouts {
+            total: Some(timeouts.request),
+            first_byte: Some(timeouts.first_byte),
+            idle: Some(timeouts.idle),
+        });
         deployment.chat = deployment
             .chat
             .take()
-            .map(|svc| BoxCloneSyncService::new(cost.layer(svc)));
+            .map(|svc| BoxCloneSyncService::new(deadlines.layer(cost.layer(svc))));
         deployment.embeddings = deployment
             .embeddings
             .take()
             .map(|svc| BoxCloneSyncService::new(cost.layer(svc)));
+        if entry
+            .model_info
+            .get("health_check_mode")
+            .and_then(|v| v.as_str())
+            == Some("completion")
+            && let Some(chat) = deployment.chat.clone()
+        {
+            deployment.probe = Some(Arc::new(crate::router::health::CompletionProbe::new(
+                chat,
+                Arc::from(entry.model_name.as_str()),
+            )));
+        }
         builder = builder.deployment(deployment);
     }
     for (alias, target) in &config.router_settings.model_group_alias {

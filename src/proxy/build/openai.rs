@@ -17,7 +17,9 @@ pub(super) fn mock(ctx: &LeafCtx<'_>) -> Deployment {
     cfg.info = Arc::new(info);
     let mock = Mock::new(cfg);
     let info = mock.info().clone();
-    Deployment::new(info, mock.clone()).with_embeddings(mock)
+    let mut d = Deployment::new(info, mock.clone()).with_embeddings(mock.clone());
+    d.probe = Some(Arc::new(mock));
+    d
 }
 
 /// An OpenAI or OpenAI-compatible deployment.
@@ -104,5 +106,7 @@ pub(super) fn build(ctx: &mut LeafCtx<'_>) -> Result<Deployment, ConfigError> {
         client: Some(ctx.client.clone()),
     };
     let leaf = OpenAi::new(cfg).map_err(|e| ctx.error(e.message()))?;
-    Ok(Deployment::new(info, leaf.clone()).with_embeddings(leaf))
+    let mut d = Deployment::new(info, leaf.clone()).with_embeddings(leaf.clone());
+    d.probe = Some(Arc::new(leaf));
+    Ok(d)
 }

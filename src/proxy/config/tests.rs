@@ -190,8 +190,15 @@ fn invalid_yaml_has_a_position() {
 fn routing_strategy_checks() {
     let e = error_of("router_settings:\n  routing_strategy: simple-shufle\n");
     assert!(e.contains("did you mean `simple-shuffle`"), "{e}");
-    let w = load_text("router_settings:\n  routing_strategy: least-busy\n").unwrap();
-    assert!(w.warnings.iter().any(|w| w.contains("least-busy")));
+    for s in [
+        "least-busy",
+        "latency-based-routing",
+        "usage-based-routing-v2",
+        "cost-based-routing",
+    ] {
+        let w = load_text(&format!("router_settings:\n  routing_strategy: {s}\n")).unwrap();
+        assert!(w.warnings.is_empty(), "{s}: {:?}", w.warnings);
+    }
 }
 
 #[test]
