@@ -99,7 +99,7 @@ pub const LITELLM_PARAMS: &[(&str, Support)] = &[
     ("configurable_clientside_auth_params", Later),
     ("use_in_pass_through", Later),
     ("merge_reasoning_content_in_choices", Later),
-    ("cache_control_injection_points", Later),
+    ("cache_control_injection_points", Yes),
     ("use_litellm_proxy", Later),
     ("auto_router_config", Later),
     ("num_retries", Later),
