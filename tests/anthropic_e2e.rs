@@ -131,3 +131,154 @@ async fn openai_sdk_against_an_anthropic_deployment() {
         serde_json::json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}})
     );
 }
+
+const REASONING: &str = "This is a straightforward question about pedestrian safety. I should provide clear, helpful advice about how to safely cross a street. This is basic safety information that could help prevent accidents.";
+
+/// The official `anthropic` SDK against `/v1/messages`, routed to (a) an
+/// OpenAI-format upstream, (b) the mock provider and (c) an Anthropic
+/// deployment (native pass-through).
+#[tokio::test]
+async fn anthropic_sdk_against_the_messages_door() {
+    let openai = MockUpstream::start().await;
+    let claude = MockUpstream::start().await;
+    let config = format!(
+        r#"
+model_list:
+  - model_name: gpt
+    litellm_params: {{model: openai/gpt-4o-2024-08-06, api_base: "{openai}/v1", api_key: sk-openai-upstream-0123456789}}
+  - model_name: demo
+    litellm_params: {{model: mock/demo}}
+  - model_name: busy
+    litellm_params: {{model: mock/busy, mock_response: "litellm.RateLimitError: slow down"}}
+  - model_name: claude
+    litellm_params: {{model: anthropic/claude-haiku-4-5, api_base: "{claude}", api_key: os.environ/E2E_ANTHROPIC_KEY}}
+general_settings:
+  master_key: {MASTER}
+"#,
+        openai = openai.base(),
+        claude = claude.base()
+    );
+    let proxy = Proxy::start(&config, &[("E2E_ANTHROPIC_KEY", UPSTREAM_KEY)]);
+
+    // (a) OpenAI-format upstream, replaying OpenAI fixtures.
+    openai.push(Reply::json(200, fixture("openai/chat_text.resp.json")));
+    openai.push(Reply::sse(fixture("openai/chat_stream_text.sse.txt")));
+    openai.push(Reply::json(200, fixture("openai/chat_tool_call.resp.json")));
+    openai.push(Reply::sse(fixture("openai/chat_stream_tool_call.sse.txt")));
+    openai.push(Reply::json(200, fixture("openai/chat_text.resp.json")));
+    openai.push(Reply::json(
+        429,
+        fixture("openai/error_429_rate_limit_tokens.json"),
+    ));
+    // (c) Anthropic upstream, replaying Anthropic fixtures.
+    claude.push(
+        Reply::json(200, http_body("anthropic/message_text.http.txt"))
+            .header("request-id", "req_011CSFCDzbeWe2qGKAeNMhfZ"),
+    );
+    claude.push(Reply::sse(fixture("anthropic/stream_thinking.sse.txt")));
+    claude.push(Reply::json(200, fixture("anthropic/tool_use.resp.json")));
+    claude.push(Reply::sse(fixture("anthropic/stream_tool_use.sse.txt")));
+    claude.push(Reply::json(
+        200,
+        fixture("anthropic/image_base64_input.resp.json"),
+    ));
+    claude.push(Reply::json(
+        529,
+        fixture("anthropic/error_529_overloaded.json"),
+    ));
+    claude.push(Reply::sse(fixture("anthropic/stream_error_event.sse.txt")));
+
+    let gpt_text = "I'm unable to provide real-time weather updates. To get the current weather in San Francisco, I recommend checking a reliable weather website or app like the Weather Channel or a local news station.";
+    let cases = serde_json::json!([
+        // (a)
+        {"kind": "create", "model": "gpt", "system": "Be brief.", "expect_text": gpt_text, "expect_stop": "end_turn",
+         "expect_usage": [14, 37], "expect_id": "chatcmpl-ABfvaueLEMLNYbT8YzpJxsmiQ6HSY"},
+        {"kind": "stream", "model": "gpt", "expect_usage": [14, 30],
+         "expect_text": "I'm unable to provide real-time weather updates. To get the current weather in San Francisco, I recommend checking a reliable weather website or a weather app."},
+        {"kind": "tools", "model": "gpt", "expect_tool": "GetWeatherArgs", "expect_args": {"city": "Edinburgh", "country": "UK", "units": "c"}},
+        {"kind": "stream_tools", "model": "gpt", "expect_tool": "get_weather", "expect_args": {"city": "San Francisco", "state": "CA"}},
+        {"kind": "image", "model": "gpt", "expect_contains": "unable to provide real-time weather"},
+        {"kind": "error", "model": "gpt", "expect_status": 429, "expect_type": "rate_limit_error"},
+        // (b)
+        {"kind": "create", "model": "demo", "expect_text": "This is a mock response from tollgate.", "expect_stop": "end_turn"},
+        {"kind": "stream", "model": "demo", "expect_text": "This is a mock response from tollgate."},
+        {"kind": "count_tokens", "model": "demo"},
+        {"kind": "error", "model": "busy", "expect_status": 429, "expect_type": "rate_limit_error"},
+        {"kind": "error", "model": "nope", "expect_status": 404, "expect_type": "not_found_error"},
+        // (c)
+        {"kind": "create", "model": "claude", "beta": "prompt-caching-2024-07-31", "expect_id": "msg_014pVpaDLxzAdWjwpuN7rQQX", "expect_usage": [13, 35],
+         "expect_text": "Hello! As an AI language model, I don't have feelings, but I'm functioning properly and ready to assist you. How can I help you today?"},
+        {"kind": "stream", "model": "claude", "expect_thinking": REASONING, "expect_signature_prefix": "EvMCCkYICxgCKkCHP2cSuEdcJK",
+         "expect_contains": "Here are the basic steps for safely crossing the street", "expect_usage": [43, 282]},
+        {"kind": "tools", "model": "claude", "expect_tool": "get_weather", "expect_args": {"location": "San Francisco, CA", "units": "f"}},
+        {"kind": "stream_tools", "model": "claude", "expect_tool": "get_weather", "expect_args": {"location": "San Francisco, CA", "units": "f"}},
+        {"kind": "image", "model": "claude", "expect_contains": "potato"},
+        {"kind": "error", "model": "claude", "expect_status": 529, "expect_type": "overloaded_error"},
+        {"kind": "error", "model": "claude", "stream": true, "expect_status": 200, "expect_type": "overloaded_error"},
+    ]);
+    if !run_python(
+        "anthropic_sdk_against_the_messages_door",
+        "anthropic",
+        "anthropic_sdk_e2e.py",
+        &proxy,
+        MASTER,
+        &[cases.to_string()],
+    )
+    .await
+    {
+        return;
+    }
+
+    // (a) The OpenAI upstream got OpenAI requests with its own key.
+    let got = openai.received();
+    assert_eq!(got.len(), 6);
+    for r in &got {
+        assert_eq!(r.path, "/v1/chat/completions");
+        assert_eq!(
+            r.headers["authorization"],
+            "Bearer sk-openai-upstream-0123456789"
+        );
+        assert!(!format!("{:?}{}", r.headers, String::from_utf8_lossy(&r.body)).contains(MASTER));
+    }
+    let first = got[0].json();
+    assert_eq!(first["model"], "gpt-4o-2024-08-06");
+    assert_eq!(
+        first["messages"],
+        serde_json::json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}])
+    );
+    assert_eq!(first["max_tokens"], 256);
+    assert_eq!(got[1].json()["stream_options"]["include_usage"], true);
+    assert_eq!(got[2].json()["tools"][0]["function"]["name"], "get_weather");
+    assert_eq!(
+        got[4].json()["messages"][0]["content"][1],
+        serde_json::json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}})
+    );
+
+    // (c) The Anthropic upstream got the SDK's own body, only the model replaced.
+    let got = claude.received();
+    assert_eq!(got.len(), 7);
+    for r in &got {
+        assert_eq!(r.path, "/v1/messages");
+        assert_eq!(r.headers["x-api-key"], UPSTREAM_KEY);
+        assert_eq!(r.headers["anthropic-version"], "2023-06-01");
+        assert!(!format!("{:?}{}", r.headers, String::from_utf8_lossy(&r.body)).contains(MASTER));
+        assert_eq!(r.json()["model"], "claude-haiku-4-5");
+    }
+    assert_eq!(
+        got[0].headers["anthropic-beta"],
+        "prompt-caching-2024-07-31"
+    );
+    assert_eq!(
+        got[0].json(),
+        serde_json::json!({"model": "claude-haiku-4-5", "max_tokens": 256, "messages": [{"role": "user", "content": "Hello"}]})
+    );
+    assert_eq!(got[1].json()["stream"], true);
+    assert_eq!(
+        got[2].json()["tools"][0]["input_schema"]["required"],
+        serde_json::json!(["city"])
+    );
+    assert_eq!(
+        got[4].json()["messages"][0]["content"][1],
+        serde_json::json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}})
+    );
+}

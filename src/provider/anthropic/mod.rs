@@ -32,7 +32,7 @@
 //!   top-level one; a deployment's `cache_control_injection_points` add more;
 //! - other unknown request fields (`top_k`, `container`, `mcp_servers`, …) are
 //!   forwarded; OpenAI parameters Anthropic lacks (`n` > 1, `logprobs`,
-//!   penalties, `seed`, …) go through [`DropParams`](super::DropParams).
+//!   penalties, `seed`, …) go through [`DropParams`].
 //!
 //! Headers: `x-api-key` (or `Authorization: Bearer` for an OAuth-style
 //! `auth_token`), `anthropic-version: 2023-06-01`, and `anthropic-beta`: the

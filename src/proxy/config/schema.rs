@@ -160,7 +160,8 @@ pub const LITELLM_SETTINGS: &[(&str, Support)] = &[
     ("retry_policy", Later),
     ("default_redis_batch_cache_expiry", Later),
     ("disable_token_counter", Later),
-    ("use_chat_completions_url_for_anthropic_messages", Later),
+    // `/v1/messages` to a non-Anthropic deployment always goes through chat/completions.
+    ("use_chat_completions_url_for_anthropic_messages", Yes),
     ("require_auth_for_metrics_endpoint", Later),
 ];
 
