@@ -42,6 +42,35 @@
 //!
 //! `count_tokens` answers `{"input_tokens": N}` from tollgate's own estimate
 //! ([`crate::tokens`]) without calling any upstream.
+//!
+//! ```
+//! use tollgate::edge::HttpEdge;
+//! use tollgate::provider::{Mock, MockConfig};
+//! use tollgate::router::{Deployment, Router};
+//! use http_body_util::{BodyExt, Full};
+//! use tower::ServiceExt;
+//!
+//! # tokio_test::block_on(async {
+//! let router = Router::builder()
+//!     .deployment(Deployment::chat("any-model", Mock::new(MockConfig::new("mock/demo"))))
+//!     .build();
+//! let edge = HttpEdge::builder(router).build();
+//! let req = http::Request::post("/v1/messages")
+//!     .header("content-type", "application/json")
+//!     .header("anthropic-version", "2023-06-01")
+//!     .body(Full::new(bytes::Bytes::from_static(
+//!         br#"{"model":"any-model","max_tokens":64,"messages":[{"role":"user","content":"Hi"}]}"#,
+//!     )))
+//!     .unwrap();
+//! let resp = edge.oneshot(req).await.unwrap();
+//! assert_eq!(resp.status(), 200);
+//! let body = resp.into_body().collect().await.unwrap().to_bytes();
+//! let message: serde_json::Value = serde_json::from_slice(&body).unwrap();
+//! assert_eq!(message["type"], "message");
+//! assert_eq!(message["content"][0]["type"], "text");
+//! assert_eq!(message["stop_reason"], "end_turn");
+//! # });
+//! ```
 
 mod request;
 mod response;

@@ -55,6 +55,20 @@ pub(crate) struct InMessage {
     pub(crate) content: Value,
 }
 
+/// Where a problem is: `messages[i]` or `messages[i].content[j]`. Formatted
+/// only for an error message.
+#[derive(Clone, Copy, Debug)]
+struct At(usize, Option<usize>);
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.1 {
+            None => write!(f, "messages[{}]", self.0),
+            Some(j) => write!(f, "messages[{}].content[{j}]", self.0),
+        }
+    }
+}
+
 fn bad(message: String) -> Error {
     Error::bad_request(message).with_param("messages")
 }
@@ -81,7 +95,7 @@ fn system_text(v: &Value) -> Result<String, Error> {
 }
 
 /// An image or document source as an OpenAI part.
-fn source_part(block: &Value, at: &str) -> Result<Option<ContentPart>, Error> {
+fn source_part(block: &Value, at: At) -> Result<Option<ContentPart>, Error> {
     let kind = str_of(block, "type").unwrap_or("");
     let Some(source) = block.get("source") else {
         return Err(bad(format!("{at}: `{kind}` block without a `source`")));
@@ -119,7 +133,7 @@ fn source_part(block: &Value, at: &str) -> Result<Option<ContentPart>, Error> {
 /// messages carry text only; images follow in a user message).
 fn tool_result_content(
     content: Option<&Value>,
-    at: &str,
+    at: At,
 ) -> Result<(String, Vec<ContentPart>), Error> {
     match content {
         None | Some(Value::Null) => Ok((String::new(), Vec::new())),
@@ -142,7 +156,7 @@ fn tool_result_content(
     }
 }
 
-fn user_messages(content: &Value, at: &str, out: &mut Vec<Message>) -> Result<(), Error> {
+fn user_messages(content: &Value, at: At, out: &mut Vec<Message>) -> Result<(), Error> {
     let blocks = match content {
         Value::String(s) => {
             out.push(Message::user(s.clone()));
@@ -157,14 +171,14 @@ fn user_messages(content: &Value, at: &str, out: &mut Vec<Message>) -> Result<()
     };
     let mut parts: Vec<ContentPart> = Vec::new();
     for (j, b) in blocks.iter().enumerate() {
-        let at = format!("{at}.content[{j}]");
+        let at = At(at.0, Some(j));
         match str_of(b, "type") {
             Some("text") => parts.push(ContentPart::text(str_of(b, "text").unwrap_or(""))),
-            Some("image" | "document") => parts.extend(source_part(b, &at)?),
+            Some("image" | "document") => parts.extend(source_part(b, at)?),
             Some("tool_result") => {
                 let id = str_of(b, "tool_use_id")
                     .ok_or_else(|| bad(format!("{at}: `tool_result` without `tool_use_id`")))?;
-                let (text, images) = tool_result_content(b.get("content"), &at)?;
+                let (text, images) = tool_result_content(b.get("content"), at)?;
                 out.push(Message::tool(id, text));
                 parts.extend(images);
             }
@@ -187,7 +201,7 @@ fn user_messages(content: &Value, at: &str, out: &mut Vec<Message>) -> Result<()
     Ok(())
 }
 
-fn assistant_message(content: &Value, at: &str) -> Result<Message, Error> {
+fn assistant_message(content: &Value, at: At) -> Result<Message, Error> {
     let mut m = Message::assistant("");
     m.content = None;
     match content {
@@ -274,10 +288,10 @@ pub(crate) fn to_openai(req: MessagesRequest) -> Result<ChatRequestBody, Error> 
         }
     }
     for (i, m) in req.messages.iter().enumerate() {
-        let at = format!("messages[{i}]");
+        let at = At(i, None);
         match m.role.as_str() {
-            "user" => user_messages(&m.content, &at, &mut messages)?,
-            "assistant" => messages.push(assistant_message(&m.content, &at)?),
+            "user" => user_messages(&m.content, at, &mut messages)?,
+            "assistant" => messages.push(assistant_message(&m.content, at)?),
             other => {
                 let shown: String = other.chars().take(40).collect();
                 return Err(bad(format!(
@@ -287,7 +301,9 @@ pub(crate) fn to_openai(req: MessagesRequest) -> Result<ChatRequestBody, Error> 
         }
     }
     let mut body = ChatRequestBody::new(req.model, messages);
-    body.max_tokens = req.max_tokens;
+    // Anthropic accepts 0 (warm the prompt cache, generate nothing); the
+    // closest an OpenAI-style upstream can do is one token.
+    body.max_tokens = req.max_tokens.map(|n| n.max(1));
     body.temperature = req.temperature;
     body.top_p = req.top_p;
     body.stop = req.stop_sequences.filter(|s| !s.is_empty()).map(Stop::Many);
@@ -308,7 +324,9 @@ pub(crate) fn to_openai(req: MessagesRequest) -> Result<ChatRequestBody, Error> 
         .metadata
         .as_ref()
         .and_then(|m| str_of(m, "user_id"))
-        .filter(|u| !u.is_empty())
+        // OpenAI limits `user` to 64 characters; longer ids (Claude Code's
+        // session ids) would make the upstream refuse the request.
+        .filter(|u| !u.is_empty() && u.chars().count() <= 64)
     {
         body.user = Some(user.to_owned());
     }
@@ -461,6 +479,16 @@ mod tests {
         );
         assert_eq!(v["reasoning_effort"], "high");
         assert!(v.get("stream").is_none());
+    }
+
+    #[test]
+    fn zero_max_tokens_and_long_user_ids() {
+        let long = "u".repeat(65);
+        let v = convert(&format!(
+            r#"{{"model":"m","max_tokens":0,"metadata":{{"user_id":"{long}"}},"messages":[{{"role":"user","content":"q"}}]}}"#
+        ));
+        assert_eq!(v["max_tokens"], 1);
+        assert!(v.get("user").is_none());
     }
 
     #[test]

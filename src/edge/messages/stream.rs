@@ -106,7 +106,7 @@ impl MessagesSse {
         }
         self.close(out);
         let index = self.next_index;
-        self.next_index += 1;
+        self.next_index = self.next_index.saturating_add(1);
         self.open = Some((index, kind));
         Self::event(
             out,

@@ -114,6 +114,39 @@ fn ephemeral() -> &'static RawValue {
     })
 }
 
+/// Where in the request a problem is. Formatted only when there is an error,
+/// so translating a long conversation allocates nothing for it.
+#[derive(Clone, Copy, Debug)]
+enum At {
+    Msg(usize),
+    Part(usize, usize),
+    Call(usize, usize),
+}
+
+impl At {
+    fn part(self, j: usize) -> At {
+        match self {
+            At::Msg(i) | At::Part(i, _) | At::Call(i, _) => At::Part(i, j),
+        }
+    }
+
+    fn call(self, j: usize) -> At {
+        match self {
+            At::Msg(i) | At::Part(i, _) | At::Call(i, _) => At::Call(i, j),
+        }
+    }
+}
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            At::Msg(i) => write!(f, "messages[{i}]"),
+            At::Part(i, j) => write!(f, "messages[{i}].content[{j}]"),
+            At::Call(i, j) => write!(f, "messages[{i}].tool_calls[{j}]"),
+        }
+    }
+}
+
 fn bad(param: &str, message: String) -> Error {
     Error::bad_request(message).with_param(param)
 }
@@ -256,7 +289,7 @@ fn data_uri(uri: &str) -> Option<(&str, &str)> {
     Some((meta.strip_suffix(";base64")?, data))
 }
 
-fn image_source<'a>(url: &'a ImageUrl, at: &str) -> Result<Source<'a>, Error> {
+fn image_source<'a>(url: &'a ImageUrl, at: At) -> Result<Source<'a>, Error> {
     if let Some((media, data)) = url.as_data_uri() {
         return Ok(Source::Base64 {
             media_type: media,
@@ -272,7 +305,7 @@ fn image_source<'a>(url: &'a ImageUrl, at: &str) -> Result<Source<'a>, Error> {
     Ok(Source::Url { url: &url.url })
 }
 
-fn part_block<'a>(p: &'a ContentPart, at: &str) -> Result<Out<'a>, Error> {
+fn part_block<'a>(p: &'a ContentPart, at: At) -> Result<Out<'a>, Error> {
     let cache = p.extra.get("cache_control");
     Ok(match &p.kind {
         PartType::Text => Out::Block(Block::Text {
@@ -357,20 +390,20 @@ fn part_block<'a>(p: &'a ContentPart, at: &str) -> Result<Out<'a>, Error> {
     })
 }
 
-fn content_of<'a>(content: &'a Content, at: &str) -> Result<MsgContent<'a>, Error> {
+fn content_of<'a>(content: &'a Content, at: At) -> Result<MsgContent<'a>, Error> {
     Ok(match content {
         Content::Text(t) => MsgContent::Text(Cow::Borrowed(t)),
         Content::Parts(parts) => {
             let mut blocks = Vec::with_capacity(parts.len());
             for (j, p) in parts.iter().enumerate() {
-                blocks.push(part_block(p, &format!("{at}.content[{j}]"))?);
+                blocks.push(part_block(p, at.part(j))?);
             }
             MsgContent::Blocks(blocks)
         }
     })
 }
 
-fn tool_input(args: &str, at: &str) -> Result<Box<RawValue>, Error> {
+fn tool_input(args: &str, at: At) -> Result<Box<RawValue>, Error> {
     let t = args.trim();
     let raw = if t.is_empty() {
         "{}".to_owned()
@@ -594,9 +627,9 @@ pub(crate) fn translate(body: &ChatRequestBody, s: &Settings<'_>) -> Result<Vec<
                 let Some(m) = body.messages.get(i) else {
                     continue;
                 };
-                let at = format!("messages[{i}]");
+                let at = At::Msg(i);
                 let mut part = match &m.content {
-                    Some(c) => content_of(c, &at)?.into_blocks(),
+                    Some(c) => content_of(c, at)?.into_blocks(),
                     None => Vec::new(),
                 };
                 if part
@@ -619,13 +652,13 @@ pub(crate) fn translate(body: &ChatRequestBody, s: &Settings<'_>) -> Result<Vec<
 
     let mut turns: Vec<Turn<'_>> = Vec::with_capacity(body.messages.len());
     for (i, m) in body.messages.iter().enumerate() {
-        let at = format!("messages[{i}]");
+        let at = At::Msg(i);
         let marker = markers.get(i).and_then(Option::as_deref);
         match &m.role {
             Role::System | Role::Developer => {}
             Role::User => {
                 let mut content = match &m.content {
-                    Some(c) => content_of(c, &at)?,
+                    Some(c) => content_of(c, at)?,
                     None => MsgContent::Text(Cow::Borrowed("")),
                 };
                 if let Some(marker) = marker {
@@ -643,7 +676,7 @@ pub(crate) fn translate(body: &ChatRequestBody, s: &Settings<'_>) -> Result<Vec<
                     )
                 })?;
                 let content = match &m.content {
-                    Some(c) => Some(content_of(c, &at)?),
+                    Some(c) => Some(content_of(c, at)?),
                     None => None,
                 };
                 let is_error = match m.extra.get("is_error") {
@@ -684,7 +717,7 @@ pub(crate) fn translate(body: &ChatRequestBody, s: &Settings<'_>) -> Result<Vec<
                 }
                 let calls = m.tool_calls.as_deref().unwrap_or(&[]);
                 let text = match &m.content {
-                    Some(c) => content_of(c, &at)?,
+                    Some(c) => content_of(c, at)?,
                     None => MsgContent::Text(Cow::Borrowed("")),
                 };
                 if blocks.is_empty() && calls.is_empty() && marker.is_none() {
@@ -693,8 +726,7 @@ pub(crate) fn translate(body: &ChatRequestBody, s: &Settings<'_>) -> Result<Vec<
                 }
                 blocks.extend(text.into_blocks());
                 for (j, call) in calls.iter().enumerate() {
-                    let input =
-                        tool_input(&call.function.arguments, &format!("{at}.tool_calls[{j}]"))?;
+                    let input = tool_input(&call.function.arguments, at.call(j))?;
                     blocks.push(Out::Block(Block::ToolUse {
                         id: &call.id,
                         name: &call.function.name,

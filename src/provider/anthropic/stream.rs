@@ -128,7 +128,7 @@ impl Translator {
                     }
                     "tool_use" => {
                         let i = self.tools;
-                        self.tools += 1;
+                        self.tools = self.tools.saturating_add(1);
                         Kind::Tool(i)
                     }
                     _ => Kind::Other,

@@ -86,14 +86,12 @@ impl WireUsage {
     /// OpenAI semantics: `prompt = input + cache writes + cache reads`,
     /// cached = reads, cache writes kept as `cache_creation_input_tokens`.
     pub(crate) fn to_openai(&self) -> Usage {
-        let read = self.cache_read_input_tokens.unwrap_or(0);
-        let written = self.cache_creation_input_tokens.unwrap_or(0);
-        let prompt = self
-            .input_tokens
-            .unwrap_or(0)
-            .saturating_add(read)
-            .saturating_add(written);
-        let mut u = Usage::new(prompt, self.output_tokens.unwrap_or(0)).with_cached(read);
+        // Counts beyond any real request are capped so sums can never overflow.
+        let cap = |v: Option<u64>| v.unwrap_or(0).min(1 << 50);
+        let read = cap(self.cache_read_input_tokens);
+        let written = cap(self.cache_creation_input_tokens);
+        let prompt = cap(self.input_tokens) + read + written;
+        let mut u = Usage::new(prompt, cap(self.output_tokens)).with_cached(read);
         if self.cache_creation_input_tokens.is_some() {
             u = u.with_cache_write(written);
         }
