@@ -240,6 +240,7 @@ struct Inner {
     provider: Option<Arc<str>>,
     deployment: Option<Arc<str>>,
     retry_after: Option<Duration>,
+    retryable: Option<bool>,
     headers: Option<HeaderMap>,
     alternatives: bool,
     attempts: u32,
@@ -260,6 +261,7 @@ impl Error {
                 provider: None,
                 deployment: None,
                 retry_after: None,
+                retryable: None,
                 headers: None,
                 alternatives: false,
                 attempts: 0,
@@ -391,9 +393,13 @@ impl Error {
         self
     }
 
-    /// Whether sending the request again may succeed. See [`ErrorKind::is_retryable`].
+    /// Whether sending the request again may succeed: the upstream's own
+    /// verdict when it gave one ([`Error::with_retryable`], e.g. Anthropic's
+    /// `x-should-retry`), else [`ErrorKind::is_retryable`].
     pub fn is_retryable(&self) -> bool {
-        self.inner.kind.is_retryable()
+        self.inner
+            .retryable
+            .unwrap_or_else(|| self.inner.kind.is_retryable())
     }
 
     /// Whether this is a timeout of any kind.
@@ -433,6 +439,13 @@ impl Error {
     /// Sets the retry delay.
     pub fn with_retry_after(mut self, after: Duration) -> Self {
         self.inner.retry_after = Some(after);
+        self
+    }
+
+    /// Overrides whether the request may be retried (an upstream's explicit
+    /// verdict, such as Anthropic's `x-should-retry` header).
+    pub fn with_retryable(mut self, retryable: bool) -> Self {
+        self.inner.retryable = Some(retryable);
         self
     }
 
@@ -549,6 +562,7 @@ impl Clone for Error {
                 provider: self.inner.provider.clone(),
                 deployment: self.inner.deployment.clone(),
                 retry_after: self.inner.retry_after,
+                retryable: self.inner.retryable,
                 headers: self.inner.headers.clone(),
                 alternatives: self.inner.alternatives,
                 attempts: self.inner.attempts,
@@ -616,6 +630,14 @@ mod tests {
         assert!(!ErrorKind::ContextWindowExceeded.is_retryable());
         assert!(!ErrorKind::Authentication.is_retryable());
         assert!(ErrorKind::Timeout(TimeoutKind::FirstByte).is_retryable());
+        let e = Error::new(ErrorKind::Upstream(500), "x");
+        assert!(e.is_retryable());
+        assert!(!e.clone().with_retryable(false).is_retryable());
+        assert!(
+            Error::new(ErrorKind::Upstream(418), "x")
+                .with_retryable(true)
+                .is_retryable()
+        );
     }
 
     #[test]

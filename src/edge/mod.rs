@@ -3,8 +3,10 @@
 //! [`HttpEdge`] serves `POST /v1/chat/completions`, `POST /v1/embeddings`,
 //! `GET /v1/models` and `GET /v1/models/{id}` (each also without `/v1`) in
 //! front of any chat and embeddings services — a bare provider leaf, or a
-//! whole stack of layers. It is a plain tower service, so it mounts in axum,
-//! hyper, tonic or warp (see `examples/`).
+//! whole stack of layers. It also serves Anthropic's `POST /v1/messages` and
+//! `POST /v1/messages/count_tokens` for every model (see [`messages`]). It is
+//! a plain tower service, so it mounts in axum, hyper, tonic or warp (see
+//! `examples/`).
 //!
 //! Per request it authenticates the caller, reads the body once (bounded in
 //! size and time), parses it once, validates it, calls the service and writes
@@ -39,6 +41,7 @@
 //! ```
 
 mod body;
+pub mod messages;
 mod validate;
 
 pub use body::{EdgeBody, SseEncoder};
@@ -241,6 +244,10 @@ pub enum Route {
     Models,
     /// `GET /v1/models/{id}`
     Model,
+    /// `POST /v1/messages` (Anthropic's Messages API)
+    Messages,
+    /// `POST /v1/messages/count_tokens`
+    CountTokens,
 }
 
 impl Route {
@@ -257,13 +264,17 @@ impl Route {
             "/embeddings" => Some(Route::Embeddings),
             "/models" => Some(Route::Models),
             p if p.starts_with("/models/") => Some(Route::Model),
+            "/messages" => Some(Route::Messages),
+            "/messages/count_tokens" => Some(Route::CountTokens),
             _ => None,
         }
     }
 
     fn method(self) -> Method {
         match self {
-            Route::ChatCompletions | Route::Embeddings => Method::POST,
+            Route::ChatCompletions | Route::Embeddings | Route::Messages | Route::CountTokens => {
+                Method::POST
+            }
             Route::Models | Route::Model => Method::GET,
         }
     }
@@ -323,6 +334,11 @@ where
         received: Instant::now(),
         budget_status: shared.config.budget_exceeded_status,
     };
+    // Errors on Anthropic's routes are written in Anthropic's envelope.
+    let anthropic = matches!(
+        Route::of(parts.uri.path()),
+        Some(Route::Messages | Route::CountTokens)
+    );
     let result = async {
         let route = Route::of(parts.uri.path()).ok_or_else(|| {
             Error::new(
@@ -420,11 +436,35 @@ where
                 common_headers(out.headers_mut(), &ex, Some(&resp.meta));
                 Ok(out)
             }
+            Route::Messages | Route::CountTokens => {
+                check_content_type(&parts.headers)?;
+                let bytes = read_body(body, &parts.headers, &shared.config).await?;
+                let mut req = messages::parse(&bytes)?;
+                if !identity.may_use(&req.model) {
+                    return Err(model_denied(&req.model));
+                }
+                if route == Route::CountTokens {
+                    return Ok(messages::count_tokens(&req, &ex));
+                }
+                validate::chat(&req, &shared.config)?;
+                fill_extensions(
+                    &mut req.extensions,
+                    &parts.headers,
+                    &ex,
+                    identity,
+                    None,
+                    None,
+                );
+                let model = req.model.clone();
+                let resp = chat.oneshot(req).await?;
+                Ok(messages::respond(resp, model, &ex))
+            }
         }
     }
     .await;
     match result {
         Ok(resp) => resp,
+        Err(err) if anthropic => messages::error_response(&err, &ex),
         Err(err) => error_response(&err, &ex),
     }
 }
@@ -612,6 +652,14 @@ fn fill_extensions(
     ext.insert(ex.request_id.clone());
     ext.insert(Received(ex.received));
     ext.insert(identity);
+    if let Some(beta) = headers
+        .get("anthropic-beta")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 1024)
+    {
+        ext.insert(crate::provider::anthropic::AnthropicBeta(Arc::from(beta)));
+    }
     if let Some(secs) = headers
         .get("x-litellm-timeout")
         .and_then(|v| v.to_str().ok())

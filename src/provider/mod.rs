@@ -11,6 +11,7 @@
 //! Model strings follow LiteLLM: `openai/gpt-4o`, `groq/llama-3.1-8b-instant`,
 //! `hosted_vllm/my-model`, `mock/anything`. [`ProviderKind::parse`] splits them.
 
+pub mod anthropic;
 pub mod bedrock;
 pub mod compat;
 pub mod mock;
@@ -39,6 +40,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
+pub use anthropic::{Anthropic, AnthropicConfig};
 pub use bedrock::{Bedrock, BedrockConfig};
 pub use compat::{COMPAT_PROVIDERS, CompatProvider};
 pub use mock::{Mock, MockConfig};
@@ -627,7 +629,8 @@ pub enum ProviderKind {
 
 impl ProviderKind {
     /// Splits `provider/model` into the provider and the upstream model name,
-    /// following LiteLLM: a string without a known prefix is an OpenAI model.
+    /// following LiteLLM: a string without a prefix is an OpenAI model, except
+    /// bare `claude-*` names, which are Anthropic's.
     ///
     /// ```
     /// use tollgate::provider::ProviderKind;
@@ -639,9 +642,13 @@ impl ProviderKind {
     /// // Only the first segment is the provider: the rest is the model id.
     /// assert_eq!(ProviderKind::parse("openrouter/meta-llama/llama-3-70b").1, "meta-llama/llama-3-70b");
     /// assert_eq!(ProviderKind::parse("bedrock/us.anthropic.claude-3-5-sonnet-20241022-v2:0").0, ProviderKind::Bedrock);
+    /// assert_eq!(ProviderKind::parse("claude-sonnet-4-5"), (ProviderKind::Anthropic, "claude-sonnet-4-5"));
     /// ```
     pub fn parse(model: &str) -> (ProviderKind, &str) {
         let Some((prefix, rest)) = model.split_once('/') else {
+            if model.starts_with("claude-") {
+                return (ProviderKind::Anthropic, model);
+            }
             return (ProviderKind::OpenAi, model);
         };
         let kind = match prefix {

@@ -104,7 +104,7 @@ pub const LITELLM_PARAMS: &[(&str, Support)] = &[
     ("configurable_clientside_auth_params", Later),
     ("use_in_pass_through", Later),
     ("merge_reasoning_content_in_choices", Later),
-    ("cache_control_injection_points", Later),
+    ("cache_control_injection_points", Yes),
     ("use_litellm_proxy", Later),
     ("auto_router_config", Later),
     ("num_retries", Later),
@@ -167,7 +167,8 @@ pub const LITELLM_SETTINGS: &[(&str, Support)] = &[
     ("retry_policy", Yes),
     ("default_redis_batch_cache_expiry", Later),
     ("disable_token_counter", Later),
-    ("use_chat_completions_url_for_anthropic_messages", Later),
+    // `/v1/messages` to a non-Anthropic deployment always goes through chat/completions.
+    ("use_chat_completions_url_for_anthropic_messages", Yes),
     ("require_auth_for_metrics_endpoint", Later),
 ];
 
