@@ -46,10 +46,23 @@ pub use params::DropParams;
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
+/// The future of [`Protocol::prepare_chat`]: borrows the protocol and the request.
+pub type PrepareFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
+
 /// The provider-specific half of an HTTP leaf.
 ///
 /// Implement it to add a provider; [`HttpProvider`] does the rest.
 pub trait Protocol: Send + Sync + 'static {
+    /// Asynchronous work before [`chat_request`](Self::chat_request), for what a
+    /// pure translation cannot do: obtain an OAuth access token, download remote
+    /// media. Results go into `req.extensions` for `chat_request` to read. It runs
+    /// under the call's deadline. `None` (the default) means there is nothing to
+    /// do, so providers without such needs pay nothing.
+    fn prepare_chat<'a>(&'a self, req: &'a mut ChatRequest) -> Option<PrepareFuture<'a>> {
+        let _ = req;
+        None
+    }
+
     /// Builds the upstream request for a chat call (URL, auth, body).
     fn chat_request(&self, req: &ChatRequest) -> Result<http::Request<Bytes>, Error>;
 
@@ -61,6 +74,13 @@ pub trait Protocol: Send + Sync + 'static {
 
     /// Maps an error status and body to an [`Error`]. Must not copy credentials into it.
     fn map_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error;
+
+    /// Like [`prepare_chat`](Self::prepare_chat), before
+    /// [`embedding_request`](Self::embedding_request).
+    fn prepare_embedding<'a>(&'a self, req: &'a mut EmbeddingRequest) -> Option<PrepareFuture<'a>> {
+        let _ = req;
+        None
+    }
 
     /// Builds the upstream request for an embeddings call.
     fn embedding_request(&self, req: &EmbeddingRequest) -> Result<http::Request<Bytes>, Error> {
@@ -270,6 +290,12 @@ async fn chat_call<P: Protocol>(
     } else {
         TimeoutKind::Total
     };
+    let mut req = req;
+    if let Some(prepare) = inner.protocol.prepare_chat(&mut req) {
+        tokio::time::timeout_at(deadline, prepare)
+            .await
+            .map_err(|_| Error::timeout(timeout_kind))??;
+    }
     let http_req = inner.protocol.chat_request(&req)?;
     let started = Instant::now();
     let resp = tokio::time::timeout_at(deadline, inner.client.send(http_req))
@@ -313,6 +339,12 @@ async fn embed_call<P: Protocol>(
         return Ok(mock::embeddings(&req, &inner.info, 8));
     }
     let deadline = call_deadline(inner.timeouts.request, req.timeout, &req.extensions);
+    let mut req = req;
+    if let Some(prepare) = inner.protocol.prepare_embedding(&mut req) {
+        tokio::time::timeout_at(deadline, prepare)
+            .await
+            .map_err(|_| Error::timeout(TimeoutKind::Total))??;
+    }
     let http_req = inner.protocol.embedding_request(&req)?;
     let resp = tokio::time::timeout_at(deadline, inner.client.send(http_req))
         .await
