@@ -12,6 +12,7 @@
 //! `hosted_vllm/my-model`, `mock/anything`. [`ProviderKind::parse`] splits them.
 
 pub mod compat;
+pub mod gemini;
 pub mod mock;
 pub mod openai;
 mod params;
@@ -39,6 +40,7 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 pub use compat::{COMPAT_PROVIDERS, CompatProvider};
+pub use gemini::{Gemini, GeminiConfig, GeminiProtocol, VertexAi, VertexConfig, VertexProtocol};
 pub use mock::{Mock, MockConfig};
 pub use openai::{OpenAi, OpenAiConfig, OpenAiProtocol};
 pub use params::DropParams;
