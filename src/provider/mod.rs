@@ -14,6 +14,7 @@
 pub mod anthropic;
 pub mod bedrock;
 pub mod compat;
+pub mod gemini;
 pub mod mock;
 pub mod openai;
 mod params;
@@ -43,6 +44,7 @@ use tokio::time::{Instant, Sleep};
 pub use anthropic::{Anthropic, AnthropicConfig};
 pub use bedrock::{Bedrock, BedrockConfig};
 pub use compat::{COMPAT_PROVIDERS, CompatProvider};
+pub use gemini::{Gemini, GeminiConfig, GeminiProtocol, VertexAi, VertexConfig, VertexProtocol};
 pub use mock::{Mock, MockConfig};
 pub use openai::{OpenAi, OpenAiConfig, OpenAiProtocol};
 pub use params::DropParams;
@@ -50,10 +52,23 @@ pub use params::DropParams;
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
+/// The future of [`Protocol::prepare_chat`]: borrows the protocol and the request.
+pub type PrepareFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
+
 /// The provider-specific half of an HTTP leaf.
 ///
 /// Implement it to add a provider; [`HttpProvider`] does the rest.
 pub trait Protocol: Send + Sync + 'static {
+    /// Asynchronous work before [`chat_request`](Self::chat_request), for what a
+    /// pure translation cannot do: obtain an OAuth access token, download remote
+    /// media. Results go into `req.extensions` for `chat_request` to read. It runs
+    /// under the call's deadline. `None` (the default) means there is nothing to
+    /// do, so providers without such needs pay nothing.
+    fn prepare_chat<'a>(&'a self, req: &'a mut ChatRequest) -> Option<PrepareFuture<'a>> {
+        let _ = req;
+        None
+    }
+
     /// Builds the upstream request for a chat call (URL, auth, body).
     fn chat_request(&self, req: &ChatRequest) -> Result<http::Request<Bytes>, Error>;
 
@@ -69,6 +84,13 @@ pub trait Protocol: Send + Sync + 'static {
     /// A free request that tells whether the upstream is up (a model list, a
     /// status endpoint), if the provider has one. Used by health checks.
     fn health_request(&self) -> Option<http::Request<Bytes>> {
+        None
+    }
+
+    /// Like [`prepare_chat`](Self::prepare_chat), before
+    /// [`embedding_request`](Self::embedding_request).
+    fn prepare_embedding<'a>(&'a self, req: &'a mut EmbeddingRequest) -> Option<PrepareFuture<'a>> {
+        let _ = req;
         None
     }
 
@@ -316,6 +338,12 @@ async fn chat_call<P: Protocol>(
     } else {
         TimeoutKind::Total
     };
+    let mut req = req;
+    if let Some(prepare) = inner.protocol.prepare_chat(&mut req) {
+        tokio::time::timeout_at(deadline, prepare)
+            .await
+            .map_err(|_| Error::timeout(timeout_kind))??;
+    }
     let http_req = inner.protocol.chat_request(&req)?;
     let started = Instant::now();
     let resp = tokio::time::timeout_at(deadline, inner.client.send(http_req))
@@ -359,6 +387,12 @@ async fn embed_call<P: Protocol>(
         EmbeddingOutput::new(mock::embeddings(&req, &inner.info, 8))
     } else {
         let deadline = call_deadline(inner.timeouts.request, req.timeout, &req.extensions);
+        let mut req = req;
+        if let Some(prepare) = inner.protocol.prepare_embedding(&mut req) {
+            tokio::time::timeout_at(deadline, prepare)
+                .await
+                .map_err(|_| Error::timeout(TimeoutKind::Total))??;
+        }
         let http_req = inner.protocol.embedding_request(&req)?;
         let started = Instant::now();
         let resp = tokio::time::timeout_at(deadline, inner.client.send(http_req))

@@ -264,32 +264,39 @@ async fn latency_based_routing_moves_traffic_away_from_a_slow_deployment() {
 
 #[tokio::test]
 async fn least_busy_prefers_idle_deployments() {
-    let mut busy = Scripted::new("busy");
-    busy.delay = Duration::from_secs(3600);
-    let idle = Scripted::new("idle");
+    // Both deployments hold every request, so each pick sees the other's load:
+    // least-busy must alternate and end balanced whatever its tie-breaking is
+    // (a random or sticky pick would pile up on one side).
+    let mut a = Scripted::new("a");
+    a.delay = Duration::from_secs(3600);
+    let mut b = Scripted::new("b");
+    b.delay = Duration::from_secs(3600);
     let router = Router::builder()
         .strategy(Strategy::LeastBusy)
-        .deployment(deployment("g", "busy", busy.clone()))
-        .deployment(deployment("g", "idle", idle.clone()))
+        .deployment(deployment("g", "a", a.clone()))
+        .deployment(deployment("g", "b", b.clone()))
         .build();
-    // Hold one request in flight on each, then the busy one gets more.
-    let mut pending = Vec::new();
-    for _ in 0..4 {
-        let r = router.clone();
-        pending.push(tokio::spawn(async move { served_by(&r, "g").await }));
-        tokio::task::yield_now().await;
-    }
-    tokio::task::yield_now().await;
-    let stats = |i: usize| {
+    let in_flight = |i: usize| {
         router.group("g").unwrap().deployments[i]
             .stats()
             .in_flight()
     };
-    assert_eq!(
-        stats(0),
-        1,
-        "only the first request could go to the busy one"
-    );
+    let mut pending = Vec::new();
+    for n in 1..=8u32 {
+        let r = router.clone();
+        pending.push(tokio::spawn(async move { served_by(&r, "g").await }));
+        // Current-thread runtime: the spawned task runs to its first await
+        // (where the pick is made) before this one resumes.
+        for _ in 0..1000 {
+            if in_flight(0) + in_flight(1) == n {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(in_flight(0) + in_flight(1), n, "request {n} never started");
+        assert!(in_flight(0).abs_diff(in_flight(1)) <= 1, "after {n} picks");
+    }
+    assert_eq!((in_flight(0), in_flight(1)), (4, 4));
     for p in pending {
         p.abort();
     }

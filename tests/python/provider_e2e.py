@@ -14,6 +14,8 @@ mock upstream answers them in that order). Each case is an object:
     {"kind": "error", "model": "m", "expect_status": 401, "stream": false}
     {"kind": "stream_error", "model": "m", "expect_contains": "…"}       # fails mid-stream
     {"kind": "embeddings", "model": "m", "input": ["a"], "expect_count": 1}
+        # optional "encoding_format": "float" (default) | "base64" | null (the SDK's
+        # own default: it asks for base64 and decodes it), "expect_dims": 3072
 
 Optional on every case: "messages" (default: one user message), "extra_body",
 "max_tokens", "stream" (errors only). Exits non-zero on the first failure.
@@ -144,9 +146,13 @@ def run(case):
             return
         fail(case, "no error raised")
     elif kind == "embeddings":
-        r = client.embeddings.create(model=model, input=case["input"], encoding_format="float")
+        fmt = case.get("encoding_format", "float")
+        extra = {} if fmt is None else {"encoding_format": fmt}
+        r = client.embeddings.create(model=model, input=case["input"], **extra)
         if len(r.data) != case["expect_count"] or not r.data[0].embedding:
             fail(case, f"embeddings {len(r.data)}")
+        if "expect_dims" in case and len(r.data[0].embedding) != case["expect_dims"]:
+            fail(case, f"dimensions {len(r.data[0].embedding)}")
     else:
         fail(case, "unknown kind")
 
