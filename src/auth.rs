@@ -27,11 +27,15 @@ pub enum Role {
 }
 
 /// The authenticated caller, attached to every request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Its `Debug` form leaves out the key hash: identities end up in logs.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Identity {
     /// The caller's role.
     pub role: Role,
+    /// The hex SHA-256 of the virtual key: its id in storage. Not for logs.
+    pub key_hash: Option<Arc<str>>,
     /// A short, non-secret display form of the key (`sk-...abcd`).
     pub key_display: Option<Arc<str>>,
     /// The key's alias.
@@ -49,6 +53,7 @@ impl Identity {
     pub fn anonymous() -> Self {
         Identity {
             role: Role::Anonymous,
+            key_hash: None,
             key_display: None,
             key_alias: None,
             team_id: None,
@@ -77,6 +82,19 @@ impl Identity {
             None => true,
             Some(list) => list.is_empty() || list.iter().any(|m| m == model || m == "*"),
         }
+    }
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("role", &self.role)
+            .field("key_display", &self.key_display)
+            .field("key_alias", &self.key_alias)
+            .field("team_id", &self.team_id)
+            .field("user_id", &self.user_id)
+            .field("models", &self.models)
+            .finish_non_exhaustive()
     }
 }
 

@@ -44,6 +44,7 @@
 //! # });
 //! ```
 
+use crate::auth::Identity;
 use crate::context::{Received, RequestId, Tags};
 use crate::cost::{CallCost, StreamCost};
 use crate::error::Error;
@@ -125,6 +126,20 @@ pub struct CompletionRecord {
     pub tags: Vec<String>,
     /// The end user (`user` field).
     pub end_user: Option<String>,
+    /// Who called (from the auth layer; anonymous when there is none).
+    /// Serialized without the key hash.
+    #[serde(serialize_with = "ser_identity")]
+    pub identity: Identity,
+}
+
+fn ser_identity<S: serde::Serializer>(id: &Identity, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(None)?;
+    m.serialize_entry("key_display", &id.key_display)?;
+    m.serialize_entry("key_alias", &id.key_alias)?;
+    m.serialize_entry("team_id", &id.team_id)?;
+    m.serialize_entry("user_id", &id.user_id)?;
+    m.end()
 }
 
 /// The error part of a record (no secrets: these are the client-facing texts).
@@ -188,6 +203,9 @@ impl RecordSink for LogSink {
             deployment = r.deployment.as_ref().map(|d| &*d.id),
             provider = r.deployment.as_ref().map(|d| &*d.provider),
             stream = r.stream,
+            key = r.identity.key_display.as_deref(),
+            key_alias = r.identity.key_alias.as_deref(),
+            team_id = r.identity.team_id.as_deref(),
             status = ?r.status,
             http_status = r.http_status,
             latency_ms = r.latency.as_secs_f64() * 1000.0,
@@ -343,6 +361,7 @@ struct Draft {
     started: Instant,
     start_time: SystemTime,
     tags: Vec<String>,
+    identity: Identity,
 }
 
 impl Draft {
@@ -385,6 +404,10 @@ impl Draft {
             started,
             start_time: SystemTime::now() - elapsed,
             tags: ext.get::<Tags>().map(|t| t.0.to_vec()).unwrap_or_default(),
+            identity: ext
+                .get::<Identity>()
+                .cloned()
+                .unwrap_or_else(Identity::anonymous),
         }
     }
 
@@ -411,6 +434,7 @@ impl Draft {
             cache_hit: false,
             tags: self.tags.clone(),
             end_user: self.end_user.clone(),
+            identity: self.identity.clone(),
         }
     }
 
