@@ -8,6 +8,7 @@
 
 use crate::Secret;
 use crate::error::Error;
+use crate::limits::Subjects;
 use crate::provider::BoxFuture;
 use http::HeaderMap;
 use std::future::Future;
@@ -46,6 +47,8 @@ pub struct Identity {
     pub user_id: Option<Arc<str>>,
     /// Models the key may use (`None`: all).
     pub models: Option<Arc<[String]>>,
+    /// The key's, team's and user's limits (see [`crate::limits`]).
+    pub subjects: Subjects,
 }
 
 impl Identity {
@@ -59,6 +62,7 @@ impl Identity {
             team_id: None,
             user_id: None,
             models: None,
+            subjects: Subjects::none(),
         }
     }
 
@@ -94,6 +98,7 @@ impl std::fmt::Debug for Identity {
             .field("team_id", &self.team_id)
             .field("user_id", &self.user_id)
             .field("models", &self.models)
+            .field("subjects", &self.subjects.0.len())
             .finish_non_exhaustive()
     }
 }

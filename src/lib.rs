@@ -7,6 +7,7 @@ pub mod cost;
 pub mod edge;
 pub mod error;
 pub mod fallback;
+pub mod limits;
 pub mod observe;
 pub mod pricing;
 pub mod provider;
