@@ -56,3 +56,8 @@ impl UpstreamModel {
         crate::provider::ProviderKind::parse(&self.0).1
     }
 }
+
+/// Response headers a gateway layer adds (rate-limit state, …), written to
+/// the client as they are. Lives in `ResponseMeta::extensions`.
+#[derive(Clone, Debug, Default)]
+pub struct GatewayHeaders(pub http::HeaderMap);

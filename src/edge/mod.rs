@@ -746,6 +746,11 @@ fn common_headers(h: &mut HeaderMap, ex: &Exchange, meta: Option<&ResponseMeta>)
         HeaderValue::from(meta.attempts.saturating_sub(1)),
     );
     h.insert(X_FALLBACKS.clone(), HeaderValue::from(meta.fallbacks));
+    if let Some(crate::context::GatewayHeaders(extra)) = meta.extensions.get() {
+        for (name, value) in extra {
+            h.insert(name.clone(), value.clone());
+        }
+    }
     for (name, value) in &meta.upstream_headers {
         if let Ok(n) = HeaderName::from_bytes(format!("llm_provider-{}", name.as_str()).as_bytes())
         {

@@ -12,9 +12,30 @@
 //! once when the ledger first meets the scope) and [`EndUsers`] (limits of
 //! end users). The hot path never waits on them once a scope is warm.
 
+mod clock;
+mod estimate;
+mod layer;
+mod ledger;
+mod rate;
+#[cfg(feature = "redis")]
+mod redis;
 mod scope;
 mod spec;
 
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use estimate::{
+    CostEstimator, DEFAULT_MAX_OUTPUT_TOKENS, PriceEstimator, count_embedding_input, count_prompt,
+    prompt_upper_bound,
+};
+pub use layer::{Budget, BudgetLayer, LimitScopes, RateLimit, RateLimitLayer, rate_limit_headers};
+pub use ledger::{
+    Balance, BudgetLine, Ledger, LedgerBuilder, MemoryLedger, Reservation, SoftCrossing,
+};
+pub use rate::{
+    BUCKET_MS, MemoryRateLimiter, RateCheck, RateGrant, RateKind, RateLimiter, Remaining,
+};
+#[cfg(feature = "redis")]
+pub use redis::{RedisConn, RedisLedger, RedisRateLimiter};
 pub use scope::{Scope, ScopeKind, Subject, Subjects};
 pub use spec::{BudgetWindow, Limits, ModelBudget, Window};
 

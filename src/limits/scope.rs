@@ -92,16 +92,26 @@ pub struct Subject {
     /// When their budget windows start counting (Unix seconds): creation or
     /// the last explicit reset.
     pub budget_anchor: u64,
+    /// How they are named in errors and logs (`key my-alias`, `team t1`);
+    /// never a key or its hash.
+    pub label: Arc<str>,
 }
 
 impl Subject {
     /// A subject anchored at `budget_anchor`.
     pub fn new(scope: Scope, limits: impl Into<Arc<Limits>>, budget_anchor: u64) -> Self {
         Subject {
+            label: scope.display().into(),
             scope,
             limits: limits.into(),
             budget_anchor,
         }
+    }
+
+    /// Names the subject in errors and logs.
+    pub fn with_label(mut self, label: impl Into<Arc<str>>) -> Self {
+        self.label = label.into();
+        self
     }
 }
 
