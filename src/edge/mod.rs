@@ -125,6 +125,12 @@ pub struct EdgeConfig {
     pub allow_client_credentials: bool,
     /// Status for `budget_exceeded` errors (default 429).
     pub budget_exceeded_status: StatusCode,
+    /// Finish a request whose client went away before its answer (default
+    /// on): the upstream call runs to its end on its own task, so its usage
+    /// is known and billed exactly (the provider bills it anyway), instead
+    /// of being cut off with its cost unknown. Streams still stop when their
+    /// client goes away, and are billed for what was generated.
+    pub finish_abandoned_requests: bool,
 }
 
 impl Default for EdgeConfig {
@@ -134,7 +140,30 @@ impl Default for EdgeConfig {
             body_timeout: Duration::from_secs(60),
             allow_client_credentials: false,
             budget_exceeded_status: StatusCode::TOO_MANY_REQUESTS,
+            finish_abandoned_requests: true,
         }
+    }
+}
+
+/// Calls `svc`; when `detach`, on its own task, so that a caller going away
+/// does not cancel the call.
+async fn call_detached<S, R>(svc: S, req: R, detach: bool) -> Result<S::Response, Error>
+where
+    S: Service<R, Error = Error> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    R: Send + 'static,
+{
+    if !detach {
+        return svc.oneshot(req).await;
+    }
+    match tokio::spawn(svc.oneshot(req)).await {
+        Ok(r) => r,
+        Err(e) => Err(Error::internal(if e.is_panic() {
+            "the request handler panicked"
+        } else {
+            "the request handler was cancelled"
+        })),
     }
 }
 
@@ -323,8 +352,10 @@ async fn handle<C, E, B>(
     req: http::Request<B>,
 ) -> http::Response<EdgeBody>
 where
-    C: Service<ChatRequest, Response = ChatResponse, Error = Error>,
-    E: Service<EmbeddingRequest, Response = EmbeddingOutput, Error = Error>,
+    C: Service<ChatRequest, Response = ChatResponse, Error = Error> + Send + 'static,
+    C::Future: Send + 'static,
+    E: Service<EmbeddingRequest, Response = EmbeddingOutput, Error = Error> + Send + 'static,
+    E::Future: Send + 'static,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
@@ -399,7 +430,8 @@ where
                     body.metadata.as_ref(),
                 );
                 let include_usage = req.include_usage();
-                let resp = chat.oneshot(req).await?;
+                let detach = shared.config.finish_abandoned_requests;
+                let resp = call_detached(chat, req, detach).await?;
                 Ok(chat_response(resp, include_usage, &ex))
             }
             Route::Embeddings => {
@@ -420,7 +452,8 @@ where
                     tags.as_deref(),
                     metadata.as_ref(),
                 );
-                let resp = embeddings.oneshot(req).await?;
+                let detach = shared.config.finish_abandoned_requests;
+                let resp = call_detached(embeddings, req, detach).await?;
                 let bytes = serde_json::to_vec(&resp.body)
                     .map_err(|e| Error::internal(format!("could not encode the answer: {e}")))?;
                 let mut out = json(StatusCode::OK, bytes);
@@ -456,7 +489,8 @@ where
                     None,
                 );
                 let model = req.model.clone();
-                let resp = chat.oneshot(req).await?;
+                let detach = shared.config.finish_abandoned_requests;
+                let resp = call_detached(chat, req, detach).await?;
                 Ok(messages::respond(resp, model, &ex))
             }
         }

@@ -100,20 +100,40 @@ impl PriceEstimator {
 
     fn worst(&self, model: &str, usage_for: impl Fn(&ModelPrice) -> Usage) -> Option<Usd> {
         let g = self.groups.get(model)?;
-        g.prices
-            .iter()
-            .filter_map(|p| {
-                let usage = usage_for(p);
-                // The dearest way the prompt could be billed: plain input, or
-                // written to a provider cache (Anthropic bills that at 1.25×).
-                let plain = p.cost(&usage, 0.0, None).map(|(a, b)| a + b);
-                let prompt = usage.prompt_tokens;
-                let written = p
-                    .cost(&usage.clone().with_cache_write(prompt), 0.0, None)
-                    .map(|(a, b)| a + b);
-                plain.max(written)
-            })
-            .max()
+        worst_case_of(g.prices.iter().map(|p| &**p), usage_for)
+    }
+}
+
+/// The dearest cost of a call over `prices` (one per deployment that may
+/// serve it), with the usage each would bill (`usage_for`). The prompt is
+/// priced both as plain input and as written to a provider cache
+/// (Anthropic bills that at 1.25×), whichever is dearer.
+pub fn worst_case_of<'a>(
+    prices: impl Iterator<Item = &'a ModelPrice>,
+    usage_for: impl Fn(&ModelPrice) -> Usage,
+) -> Option<Usd> {
+    prices
+        .filter_map(|p| {
+            let usage = usage_for(p);
+            let plain = p.cost(&usage, 0.0, None).map(|(a, b)| a + b);
+            let prompt = usage.prompt_tokens;
+            let written = p
+                .cost(&usage.clone().with_cache_write(prompt), 0.0, None)
+                .map(|(a, b)| a + b);
+            plain.max(written)
+        })
+        .max()
+}
+
+/// The output tokens a chat call may bill: `asked` (the request's
+/// `max_tokens`) clamped to the model's `limit`, the limit when nothing was
+/// asked, `fallback` when neither is known.
+pub fn worst_output(asked: Option<u64>, limit: Option<u64>, fallback: u64) -> u64 {
+    match (asked, limit) {
+        (Some(a), Some(l)) => a.min(l),
+        (Some(a), None) => a,
+        (None, Some(l)) => l,
+        (None, None) => fallback,
     }
 }
 
@@ -122,13 +142,10 @@ impl CostEstimator for PriceEstimator {
         let asked = req.output_limit().map(u64::from);
         let fallback = self.default_max_output.unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS);
         self.worst(&req.model, |p| {
-            let out = match (asked, p.output_limit()) {
-                (Some(a), Some(l)) => a.min(l),
-                (Some(a), None) => a,
-                (None, Some(l)) => l,
-                (None, None) => fallback,
-            };
-            Usage::new(prompt_tokens, out)
+            Usage::new(
+                prompt_tokens,
+                worst_output(asked, p.output_limit(), fallback),
+            )
         })
     }
 

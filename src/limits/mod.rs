@@ -25,7 +25,7 @@ mod spec;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use estimate::{
     CostEstimator, DEFAULT_MAX_OUTPUT_TOKENS, PriceEstimator, count_embedding_input, count_prompt,
-    prompt_upper_bound,
+    prompt_upper_bound, worst_case_of, worst_output,
 };
 pub use layer::{Budget, BudgetLayer, LimitScopes, RateLimit, RateLimitLayer, rate_limit_headers};
 pub use ledger::{

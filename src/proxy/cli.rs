@@ -178,6 +178,20 @@ pub fn main() -> ExitCode {
     let options = super::GatewayOptions {
         price_file: cli.price_file.clone(),
     };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = cli.num_workers.filter(|n| *n > 0) {
+        rt.worker_threads(n);
+    }
+    let rt = match rt.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tollgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Redis clients and background tasks need the runtime.
+    let _entered = rt.enter();
     // Token vocabularies take ~150 ms to load: do it before the first request needs them.
     std::thread::spawn(crate::tokens::warm_up);
     let gateway = match Gateway::with_options(&config, &env_lookup, Arc::new(LogSink), &options) {
@@ -204,18 +218,6 @@ pub fn main() -> ExitCode {
         );
     }
 
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
-    if let Some(n) = cli.num_workers.filter(|n| *n > 0) {
-        rt.worker_threads(n);
-    }
-    let rt = match rt.build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tollgate: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     rt.block_on(async move {
         let addr = format!("{}:{}", cli.host, cli.port);
         let listener = match tokio::net::TcpListener::bind(&addr).await {
@@ -238,6 +240,7 @@ pub fn main() -> ExitCode {
             grace: Duration::from_secs_f64(cli.graceful_timeout.clamp(0.0, 3600.0)),
             ..ServerConfig::default()
         };
+        let limits = gateway.limits.clone();
         server::serve(
             listener,
             gateway.service,
@@ -245,6 +248,13 @@ pub fn main() -> ExitCode {
             server::shutdown_signal(),
         )
         .await;
+        // Settlements still queued for Redis: record them before exiting.
+        if tokio::time::timeout(Duration::from_secs(10), limits.flush())
+            .await
+            .is_err()
+        {
+            tracing::error!("some budget settlements could not be recorded before exit");
+        }
         ExitCode::SUCCESS
     })
 }

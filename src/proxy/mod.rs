@@ -7,6 +7,7 @@
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod limits;
 mod routes;
 pub mod server;
 pub mod settings;
@@ -15,6 +16,7 @@ use crate::auth::{Authenticate, MasterKey, NoAuth};
 use crate::edge::{EdgeBody, EdgeConfig, HttpEdge};
 use crate::error::BoxError;
 use crate::fallback::{Fallback, FallbackLayer};
+use crate::limits::{Budget, BudgetLayer, NoHistory, RateLimit, RateLimitLayer};
 use crate::observe::{Observe, ObserveLayer, RecordSink};
 use crate::provider::BoxFuture;
 use crate::retry::{Retry, RetryLayer};
@@ -30,10 +32,13 @@ use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
 /// The chat stack the proxy serves.
-pub type ChatStack = Observe<Fallback<Retry<Router>>>;
+pub type ChatStack = Observe<RateLimit<Budget<Fallback<Retry<Router>>>>>;
+
+/// The embeddings stack the proxy serves.
+pub type EmbeddingStack = Observe<RateLimit<Budget<Router>>>;
 
 /// The proxy's edge.
-pub type ProxyEdge = HttpEdge<ChatStack, Observe<Router>>;
+pub type ProxyEdge = HttpEdge<ChatStack, EmbeddingStack>;
 
 /// Process-wide state of a running proxy.
 #[derive(Debug, Default)]
@@ -113,6 +118,8 @@ pub struct Gateway {
     pub has_master_key: bool,
     /// Background health-check interval, when `background_health_checks` is on.
     pub health_check_interval: Option<std::time::Duration>,
+    /// Budgets and rate limits (flush them on shutdown).
+    pub limits: limits::LimitsSetup,
 }
 
 impl Gateway {
@@ -151,10 +158,24 @@ impl Gateway {
             .unwrap_or(false);
         let observe = ObserveLayer::new(sink);
         let retry = RetryLayer::new(settings::retry_policy(config)?);
-        let fallback = FallbackLayer::new(settings::fallback_config(config)?);
-        let chat = observe.layer(fallback.layer(retry.layer(router.clone())));
+        let fallbacks = settings::fallback_config(config)?;
+        let limits = limits::build(config, env, &router, &fallbacks, Arc::new(NoHistory), None)?;
+        let rate = RateLimitLayer::new(
+            limits.limiter.clone(),
+            limits.estimator.clone(),
+            limits.scopes.clone(),
+        );
+        let budget = BudgetLayer::new(
+            limits.ledger.clone(),
+            limits.estimator.clone(),
+            limits.scopes.clone(),
+        );
+        let fallback = FallbackLayer::new(fallbacks);
+        let chat =
+            observe.layer(rate.layer(budget.layer(fallback.layer(retry.layer(router.clone())))));
+        let embeddings = observe.layer(rate.layer(budget.layer(router.clone())));
         let edge = HttpEdge::builder(chat)
-            .embeddings(observe.layer(router.clone()))
+            .embeddings(embeddings)
             .catalog(router.clone())
             .auth_arc(auth.clone())
             .config(edge_config)
@@ -178,6 +199,7 @@ impl Gateway {
                 .as_ref()
                 .is_some_and(|k| !k.is_empty()),
             health_check_interval: settings::health_checks(config)?,
+            limits,
         })
     }
 }
