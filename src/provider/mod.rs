@@ -11,6 +11,7 @@
 //! Model strings follow LiteLLM: `openai/gpt-4o`, `groq/llama-3.1-8b-instant`,
 //! `hosted_vllm/my-model`, `mock/anything`. [`ProviderKind::parse`] splits them.
 
+pub mod azure;
 pub mod bedrock;
 pub mod compat;
 pub mod mock;
@@ -39,6 +40,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
+pub use azure::{Azure, AzureConfig};
 pub use bedrock::{Bedrock, BedrockConfig};
 pub use compat::{COMPAT_PROVIDERS, CompatProvider};
 pub use mock::{Mock, MockConfig};
