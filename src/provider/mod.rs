@@ -14,6 +14,7 @@
 pub mod azure;
 pub mod bedrock;
 pub mod compat;
+pub mod mistral;
 pub mod mock;
 pub mod openai;
 mod params;
@@ -43,6 +44,7 @@ use tokio::time::{Instant, Sleep};
 pub use azure::{Azure, AzureConfig};
 pub use bedrock::{Bedrock, BedrockConfig};
 pub use compat::{COMPAT_PROVIDERS, CompatProvider};
+pub use mistral::{Mistral, MistralConfig};
 pub use mock::{Mock, MockConfig};
 pub use openai::{OpenAi, OpenAiConfig, OpenAiProtocol};
 pub use params::DropParams;
