@@ -13,6 +13,7 @@
 
 pub mod azure;
 pub mod bedrock;
+pub mod cohere;
 pub mod compat;
 pub mod mistral;
 pub mod mock;
@@ -43,6 +44,7 @@ use tokio::time::{Instant, Sleep};
 
 pub use azure::{Azure, AzureConfig};
 pub use bedrock::{Bedrock, BedrockConfig};
+pub use cohere::{Cohere, CohereConfig};
 pub use compat::{COMPAT_PROVIDERS, CompatProvider};
 pub use mistral::{Mistral, MistralConfig};
 pub use mock::{Mock, MockConfig};
