@@ -14,6 +14,8 @@ mock upstream answers them in that order). Each case is an object:
     {"kind": "error", "model": "m", "expect_status": 401, "stream": false}
     {"kind": "stream_error", "model": "m", "expect_contains": "…"}       # fails mid-stream
     {"kind": "embeddings", "model": "m", "input": ["a"], "expect_count": 1}
+        # optional: "encoding_format" ("float" by default; "sdk_default" lets the
+        # SDK ask for base64 and decode it), "expect_first": [floats] (first vector's start)
 
 Optional on every case: "messages" (default: one user message), "extra_body",
 "max_tokens", "stream" (errors only). Exits non-zero on the first failure.
@@ -144,9 +146,15 @@ def run(case):
             return
         fail(case, "no error raised")
     elif kind == "embeddings":
-        r = client.embeddings.create(model=model, input=case["input"], encoding_format="float")
+        fmt = case.get("encoding_format", "float")
+        extra = {} if fmt == "sdk_default" else {"encoding_format": fmt}
+        r = client.embeddings.create(model=model, input=case["input"], **extra)
         if len(r.data) != case["expect_count"] or not r.data[0].embedding:
             fail(case, f"embeddings {len(r.data)}")
+        want = case.get("expect_first", [])
+        got = r.data[0].embedding[: len(want)]
+        if any(abs(a - b) > 1e-6 for a, b in zip(got, want)) or len(got) != len(want):
+            fail(case, f"first embedding starts {got}")
     else:
         fail(case, "unknown kind")
 
