@@ -588,7 +588,14 @@ impl Azure {
 
     async fn bearer(&self, ext: &mut http::Extensions, mock: bool) -> Result<(), Error> {
         if let (Some(tokens), false) = (&self.tokens, mock) {
-            let token = tokens.token().await.map_err(|e| self.tag(e))?;
+            let fetch = tokens.token();
+            let fetched = match ext.get::<crate::context::Deadline>() {
+                Some(d) => tokio::time::timeout_at(d.0, fetch)
+                    .await
+                    .unwrap_or_else(|_| Err(Error::timeout(crate::error::TimeoutKind::Total))),
+                None => fetch.await,
+            };
+            let token = fetched.map_err(|e| self.tag(e))?;
             ext.insert(EntraBearer(token));
         }
         Ok(())

@@ -795,3 +795,104 @@ fn stream_errors() {
     assert!(err.message().contains("internal failure"));
     assert!(!err.message().contains(KEY));
 }
+
+#[test]
+fn recorded_payloads_without_event_lines_decode_like_the_framed_ones() {
+    for (jsonl, framed) in [
+        ("cohere-text.chunks.jsonl", "cohere-text.sse.derived.txt"),
+        (
+            "cohere-tool-call.chunks.jsonl",
+            "cohere-tool-call.sse.derived.txt",
+        ),
+        (
+            "cohere-empty-tool-call.chunks.jsonl",
+            "cohere-empty-tool-call.sse.derived.txt",
+        ),
+        (
+            "cohere-reasoning.chunks.jsonl",
+            "cohere-reasoning.sse.derived.txt",
+        ),
+    ] {
+        let (plain, r) = decode_cut(&data_only(jsonl), &[]);
+        r.unwrap();
+        assert_eq!(plain, decode(framed), "{jsonl}");
+    }
+}
+
+fn arb_message() -> impl Strategy<Value = Value> {
+    let role = prop_oneof![
+        Just("system"),
+        Just("developer"),
+        Just("user"),
+        Just("assistant"),
+        Just("tool"),
+        Just("function"),
+        Just("weird")
+    ];
+    let content = prop_oneof![
+        Just(Value::Null),
+        "[a-z ]{0,8}".prop_map(Value::String),
+        Just(
+            json!([{"type": "text", "text": "t"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}])
+        ),
+        Just(json!([{"type": "refusal", "refusal": "no"}, {"type": "file", "file": {}}])),
+    ];
+    (
+        role,
+        content,
+        proptest::option::of("[ -~]{0,20}"),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(role, content, id, calls, reasoning)| {
+            let mut m = json!({"role": role, "content": content});
+            if reasoning {
+                m["reasoning_content"] = json!("hmm");
+            }
+            if let Some(id) = id {
+                m["tool_call_id"] = json!(id.clone());
+                if calls {
+                    m["tool_calls"] = json!([{"id": id, "type": "function",
+                        "function": {"name": "f", "arguments": "{"}}]);
+                }
+            }
+            m
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn translation_never_panics(
+        messages in proptest::collection::vec(arb_message(), 0..6),
+        choice in prop_oneof![Just(json!(null)), Just(json!("none")), Just(json!("required")), Just(json!("auto")),
+            Just(json!({"type": "function", "function": {"name": "f"}})), Just(json!({"type": "x"}))],
+        rf in prop_oneof![Just(json!(null)), Just(json!({"type": "json_object"})), Just(json!({"type": "json_schema", "json_schema": {"name": "s"}})), Just(json!({"type": "other"}))],
+        effort in prop_oneof![Just(json!(null)), Just(json!("none")), Just(json!("high")), Just(json!("odd"))],
+        drop in any::<bool>(),
+    ) {
+        let mut body = json!({"model": "m", "messages": messages, "drop_params": drop, "n": 2, "top_k": 3,
+            "tools": [{"type": "function", "function": {"name": "f"}}, {"type": "code_interpreter"}]});
+        for (k, v) in [("tool_choice", choice), ("response_format", rf), ("reasoning_effort", effort)] {
+            if !v.is_null() { body[k] = v; }
+        }
+        if let Ok(req) = ChatRequest::from_json(&serde_json::to_vec(&body).unwrap()) {
+            let _ = proto("m").chat_request(&req);
+        }
+    }
+
+    #[test]
+    fn parsing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200), which in 0usize..3) {
+        let req = chat(json!({"model": "g", "messages": []}));
+        let base = [fixture("cohere-tool-call.resp.json"), fixture("chat_thinking.resp.json"), fixture("cohere-embedding.resp.json")];
+        let mut body = base[which].clone();
+        let at = body.len() / 2;
+        body.splice(at..at, bytes.iter().copied());
+        let _ = proto("m").parse_completion(&req, &body);
+        let _ = proto("m").parse_completion(&req, &bytes);
+        let e = EmbeddingRequest::from_json(br#"{"model":"e","input":"a","encoding_format":"base64"}"#).unwrap();
+        let _ = proto("m").parse_embeddings(&e, &body);
+        let _ = proto("m").map_error(StatusCode::BAD_REQUEST, &HeaderMap::new(), &bytes);
+    }
+}

@@ -146,7 +146,8 @@ fn message(m: &Message, last: bool) -> Result<Value, Error> {
             out.insert(k.to_owned(), v);
         }
     }
-    if last && m.role == Role::Assistant && !out.contains_key("prefix") {
+    let calls_tools = m.tool_calls.as_ref().is_some_and(|c| !c.is_empty());
+    if last && m.role == Role::Assistant && !calls_tools && !out.contains_key("prefix") {
         // Mistral continues a final assistant message only when told so.
         out.insert("prefix".into(), Value::Bool(true));
     }

@@ -839,3 +839,100 @@ fn parallel_whole_tool_calls_get_their_own_indices() {
     );
     assert_eq!(c.choices[0].finish_reason, Some(FinishReason::ToolCalls));
 }
+
+#[test]
+fn json_schema_and_final_tool_call_turn() {
+    let schema = json!({"type": "json_schema", "json_schema": {"name": "city", "strict": true,
+        "schema": {"type": "object", "properties": {"name": {"type": "string"}}}}});
+    let b = body_of(
+        &proto("m"),
+        &chat(
+            json!({"model": "g", "response_format": schema, "messages": [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "aaaaaaaaa", "type": "function",
+                "function": {"name": "f", "arguments": "{}"}}]}]}),
+        ),
+    );
+    assert_eq!(
+        b["response_format"], schema,
+        "Mistral takes OpenAI's json_schema shape"
+    );
+    assert!(
+        b["messages"][1].get("prefix").is_none(),
+        "a final tool-calling turn is not a prefix"
+    );
+}
+
+fn arb_message() -> impl Strategy<Value = Value> {
+    let role = prop_oneof![
+        Just("system"),
+        Just("developer"),
+        Just("user"),
+        Just("assistant"),
+        Just("tool"),
+        Just("function"),
+        Just("weird")
+    ];
+    let content = prop_oneof![
+        Just(Value::Null),
+        "[a-z ]{0,8}".prop_map(Value::String),
+        Just(
+            json!([{"type": "text", "text": "t"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}])
+        ),
+        Just(
+            json!([{"type": "file", "file": {}}, {"type": "input_audio", "input_audio": {"data": "A", "format": "wav"}}])
+        ),
+    ];
+    (
+        role,
+        content,
+        proptest::option::of("[ -~]{0,20}"),
+        any::<bool>(),
+    )
+        .prop_map(|(role, content, id, calls)| {
+            let mut m = json!({"role": role, "content": content});
+            if let Some(id) = id {
+                m["tool_call_id"] = json!(id.clone());
+                if calls {
+                    m["tool_calls"] = json!([{"id": id, "type": "function",
+                        "function": {"name": "f", "arguments": "{"}}]);
+                }
+            }
+            m
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn translation_never_panics(
+        messages in proptest::collection::vec(arb_message(), 0..6),
+        choice in prop_oneof![Just(json!(null)), Just(json!("none")), Just(json!("required")),
+            Just(json!({"type": "function", "function": {"name": "f"}})), Just(json!({"type": "x"}))],
+        seed in proptest::option::of(any::<i64>()),
+        drop in any::<bool>(),
+    ) {
+        let mut body = json!({"model": "m", "messages": messages, "drop_params": drop,
+            "tools": [{"type": "function", "function": {"name": "f"}}]});
+        if !choice.is_null() { body["tool_choice"] = choice; }
+        if let Some(s) = seed { body["seed"] = json!(s); }
+        if let Ok(req) = ChatRequest::from_json(&serde_json::to_vec(&body).unwrap()) {
+            let _ = proto("m").chat_request(&req);
+        }
+    }
+
+    #[test]
+    fn parsing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200), which in 0usize..3) {
+        let req = chat(json!({"model": "g", "messages": []}));
+        let base = [fixture("chat_tool_call.resp.json"), fixture("chat_text.resp.json"), b"{}".to_vec()];
+        let mut body = base[which].clone();
+        let at = body.len() / 2;
+        body.splice(at..at, bytes.iter().copied());
+        let _ = proto("m").parse_completion(&req, &body);
+        let _ = proto("m").parse_completion(&req, &bytes);
+        let e = EmbeddingRequest::from_json(br#"{"model":"e","input":"a"}"#).unwrap();
+        let _ = proto("m").parse_embeddings(&e, &bytes);
+        let _ = proto("m").map_error(StatusCode::BAD_REQUEST, &HeaderMap::new(), &bytes);
+    }
+}
