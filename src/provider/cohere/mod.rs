@@ -15,7 +15,7 @@
 //! `thinking` (`none` disables it) unless `thinking` is given. Cohere's own
 //! options (`documents`, `citation_options`, `safety_mode`, `thinking`,
 //! `strict_tools`, …) are forwarded as sent; `n`, `logit_bias`, `user`,
-//! `logprobs` and the like go through [`DropParams`](crate::provider::DropParams).
+//! `logprobs` and the like go through [`DropParams`].
 //!
 //! Answers ([`response`]): text blocks joined into `content`, thinking
 //! blocks and the `tool_plan` into `reasoning_content`, tool calls with

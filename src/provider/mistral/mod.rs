@@ -12,7 +12,7 @@
 //!   that ends with an assistant message gets `prefix: true`; file parts
 //!   become Mistral's `file`/`document_url` chunks. Parameters Mistral does not
 //!   take (`logit_bias`, `logprobs`, `user`, …) go through
-//!   [`DropParams`](crate::provider::DropParams); Mistral's own (`safe_prompt`,
+//!   [`DropParams`]; Mistral's own (`safe_prompt`,
 //!   `prompt_mode`, `random_seed`, `min_tokens`, …) are forwarded as sent.
 //! - answers: `content` given as typed chunks (Magistral's
 //!   `{"type":"thinking","thinking":[…]}`) is split into `content` and
