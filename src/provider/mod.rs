@@ -12,9 +12,12 @@
 //! `hosted_vllm/my-model`, `mock/anything`. [`ProviderKind::parse`] splits them.
 
 pub mod anthropic;
+pub mod azure;
 pub mod bedrock;
+pub mod cohere;
 pub mod compat;
 pub mod gemini;
+pub mod mistral;
 pub mod mock;
 pub mod openai;
 mod params;
@@ -42,9 +45,12 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 pub use anthropic::{Anthropic, AnthropicConfig};
+pub use azure::{Azure, AzureConfig};
 pub use bedrock::{Bedrock, BedrockConfig};
+pub use cohere::{Cohere, CohereConfig};
 pub use compat::{COMPAT_PROVIDERS, CompatProvider};
 pub use gemini::{Gemini, GeminiConfig, GeminiProtocol, VertexAi, VertexConfig, VertexProtocol};
+pub use mistral::{Mistral, MistralConfig};
 pub use mock::{Mock, MockConfig};
 pub use openai::{OpenAi, OpenAiConfig, OpenAiProtocol};
 pub use params::DropParams;

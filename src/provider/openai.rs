@@ -235,29 +235,12 @@ impl OpenAiProtocol {
 
 impl Protocol for OpenAiProtocol {
     fn chat_request(&self, req: &ChatRequest) -> Result<http::Request<Bytes>, Error> {
-        let stream = req.is_stream();
-        let force_usage = stream && self.stream_usage;
-        let policy = self.drop.for_request(req.body());
-        let mut except: Vec<&str> = policy.additional.iter().map(String::as_str).collect();
-        if force_usage {
-            except.push("stream_options");
-        }
         let model = req
             .extensions
             .get::<crate::context::UpstreamModel>()
             .map_or(self.model.as_str(), |m| m.model());
-        let body = req
-            .body()
-            .write_upstream_json(model, &except, &self.params, |map| {
-                if force_usage {
-                    let mut opts: StreamOptions = req.stream_options.clone().unwrap_or_default();
-                    opts.include_usage = Some(true);
-                    map.serialize_entry("stream_options", &opts)?;
-                }
-                Ok(())
-            })
-            .map_err(|e| Error::internal(format!("could not encode the request: {e}")))?;
-        self.post(&self.chat_uri, body, stream)
+        let body = chat_body(req, model, self.stream_usage, &self.drop, &self.params)?;
+        self.post(&self.chat_uri, body, req.is_stream())
     }
 
     fn parse_completion(&self, _req: &ChatRequest, body: &[u8]) -> Result<ChatCompletion, Error> {
@@ -284,29 +267,11 @@ impl Protocol for OpenAiProtocol {
     }
 
     fn embedding_request(&self, req: &EmbeddingRequest) -> Result<http::Request<Bytes>, Error> {
-        let mut out = Vec::with_capacity(128);
-        {
-            let mut ser = serde_json::Serializer::new(&mut out);
-            let mut map = serde::Serializer::serialize_map(&mut ser, None)
-                .map_err(|e| Error::internal(e.to_string()))?;
-            let encode = |e: serde_json::Error| Error::internal(e.to_string());
-            let model = req
-                .extensions
-                .get::<crate::context::UpstreamModel>()
-                .map_or(self.model.as_str(), |m| m.model());
-            map.serialize_entry("model", model).map_err(encode)?;
-            req.body()
-                .serialize_entries(&mut map, &["model"])
-                .map_err(encode)?;
-            for (k, v) in self.params.iter() {
-                if !crate::types::EmbeddingRequestBody::KNOWN_FIELDS.contains(&k)
-                    && !req.extra.contains(k)
-                {
-                    map.serialize_entry(k, v).map_err(encode)?;
-                }
-            }
-            SerializeMap::end(map).map_err(encode)?;
-        }
+        let model = req
+            .extensions
+            .get::<crate::context::UpstreamModel>()
+            .map_or(self.model.as_str(), |m| m.model());
+        let out = embedding_body(req, model, &self.params)?;
         self.post(&self.embeddings_uri, out, false)
     }
 
@@ -319,7 +284,65 @@ impl Protocol for OpenAiProtocol {
     }
 }
 
-fn bad_upstream_json(what: &str, e: &serde_json::Error) -> Error {
+/// The OpenAI chat body for `req`: `model` replaced, gateway-only and
+/// `additional_drop_params` fields left out, deployment `params` as defaults,
+/// and — with `stream_usage` on a streamed request — `stream_options.include_usage`
+/// forced on. Shared with Azure OpenAI.
+pub(crate) fn chat_body(
+    req: &ChatRequest,
+    model: &str,
+    stream_usage: bool,
+    drop: &super::DropParams,
+    params: &Extra,
+) -> Result<Vec<u8>, Error> {
+    let force_usage = req.is_stream() && stream_usage;
+    let policy = drop.for_request(req.body());
+    let mut except: Vec<&str> = policy.additional.iter().map(String::as_str).collect();
+    if force_usage {
+        except.push("stream_options");
+    }
+    req.body()
+        .write_upstream_json(model, &except, params, |map| {
+            if force_usage {
+                let mut opts: StreamOptions = req.stream_options.clone().unwrap_or_default();
+                opts.include_usage = Some(true);
+                map.serialize_entry("stream_options", &opts)?;
+            }
+            Ok(())
+        })
+        .map_err(|e| Error::internal(format!("could not encode the request: {e}")))
+}
+
+/// The OpenAI embeddings body for `req` with `model`, deployment `params` as
+/// defaults. Shared with Azure OpenAI and Mistral.
+pub(crate) fn embedding_body(
+    req: &EmbeddingRequest,
+    model: &str,
+    params: &Extra,
+) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(128);
+    {
+        let mut ser = serde_json::Serializer::new(&mut out);
+        let mut map = serde::Serializer::serialize_map(&mut ser, None)
+            .map_err(|e| Error::internal(e.to_string()))?;
+        let encode = |e: serde_json::Error| Error::internal(e.to_string());
+        map.serialize_entry("model", model).map_err(encode)?;
+        req.body()
+            .serialize_entries(&mut map, &["model"])
+            .map_err(encode)?;
+        for (k, v) in params.iter() {
+            if !crate::types::EmbeddingRequestBody::KNOWN_FIELDS.contains(&k)
+                && !req.extra.contains(k)
+            {
+                map.serialize_entry(k, v).map_err(encode)?;
+            }
+        }
+        SerializeMap::end(map).map_err(encode)?;
+    }
+    Ok(out)
+}
+
+pub(crate) fn bad_upstream_json(what: &str, e: &serde_json::Error) -> Error {
     Error::new(
         ErrorKind::BadGateway,
         format!("the upstream {what} is not valid: {e}"),
@@ -384,7 +407,8 @@ impl EventTranslator for ChunkTranslator {
     }
 }
 
-fn in_band_error(data: &[u8], secrets: &[&str]) -> Error {
+/// An error object sent inside a 200 stream, as an [`Error`].
+pub(crate) fn in_band_error(data: &[u8], secrets: &[&str]) -> Error {
     let body: Envelope = serde_json::from_slice(data).unwrap_or_default();
     let status = body
         .error

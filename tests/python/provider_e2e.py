@@ -14,8 +14,9 @@ mock upstream answers them in that order). Each case is an object:
     {"kind": "error", "model": "m", "expect_status": 401, "stream": false}
     {"kind": "stream_error", "model": "m", "expect_contains": "…"}       # fails mid-stream
     {"kind": "embeddings", "model": "m", "input": ["a"], "expect_count": 1}
-        # optional "encoding_format": "float" (default) | "base64" | null (the SDK's
-        # own default: it asks for base64 and decodes it), "expect_dims": 3072
+        # optional "encoding_format": "float" (default) | "base64" | null or
+        # "sdk_default" (the SDK's own default: it asks for base64 and decodes it),
+        # "expect_dims": 3072, "expect_first": [floats] (first vector's start)
 
 Optional on every case: "messages" (default: one user message), "extra_body",
 "max_tokens", "stream" (errors only). Exits non-zero on the first failure.
@@ -147,12 +148,16 @@ def run(case):
         fail(case, "no error raised")
     elif kind == "embeddings":
         fmt = case.get("encoding_format", "float")
-        extra = {} if fmt is None else {"encoding_format": fmt}
+        extra = {} if fmt is None or fmt == "sdk_default" else {"encoding_format": fmt}
         r = client.embeddings.create(model=model, input=case["input"], **extra)
         if len(r.data) != case["expect_count"] or not r.data[0].embedding:
             fail(case, f"embeddings {len(r.data)}")
         if "expect_dims" in case and len(r.data[0].embedding) != case["expect_dims"]:
             fail(case, f"dimensions {len(r.data[0].embedding)}")
+        want = case.get("expect_first", [])
+        got = r.data[0].embedding[: len(want)]
+        if any(abs(a - b) > 1e-6 for a, b in zip(got, want)) or len(got) != len(want):
+            fail(case, f"first embedding starts {got}")
     else:
         fail(case, "unknown kind")
 
