@@ -110,6 +110,26 @@ pub fn redis_url(config: &ProxyConfig, env: &dyn Fn(&str) -> Option<String>) -> 
     })
 }
 
+/// The prefix of every Redis key: `general_settings.redis_namespace`, else
+/// `cache_params.namespace`, else `tollgate`. Replicas that share limits
+/// must share it; separate deployments on one Redis must not.
+pub fn redis_namespace(config: &ProxyConfig) -> String {
+    config
+        .general_settings
+        .other
+        .get("redis_namespace")
+        .and_then(text)
+        .or_else(|| {
+            config
+                .litellm_settings
+                .other
+                .get("cache_params")
+                .and_then(|p| p.get("namespace"))
+                .and_then(text)
+        })
+        .unwrap_or_else(|| "tollgate".to_owned())
+}
+
 fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| {
@@ -183,7 +203,7 @@ pub fn build(
     let (ledger, limiter, redis): (Arc<dyn Ledger>, Arc<dyn RateLimiter>, _) =
         match redis_url(config, env) {
             Some(url) => {
-                let conn = RedisConn::new(&url, "tollgate")
+                let conn = RedisConn::new(&url, &redis_namespace(config))
                     .map_err(|e| ConfigError(format!("redis: {}", e.message())))?;
                 let ledger = RedisLedger::new(conn.clone(), options);
                 let limiter =

@@ -214,6 +214,7 @@ async fn answer(
 }
 
 /// A minimal HTTP client for tests.
+#[derive(Clone)]
 pub struct Client {
     inner: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,

@@ -231,6 +231,8 @@ pub const GENERAL_SETTINGS: &[(&str, Support)] = &[
     ("database_connection_pool_limit", Later),
     ("database_connection_timeout", Later),
     ("allow_requests_on_db_unavailable", Yes),
+    // tollgate's own: the prefix of Redis keys (replicas sharing limits share it).
+    ("redis_namespace", Yes),
     ("disable_spend_logs", Later),
     ("disable_master_key_return", Later),
     ("store_model_in_db", Later),
