@@ -275,3 +275,65 @@ async fn redis_down_fails_closed_for_budgets_and_fast() {
     let g = open.acquire(Arc::from(vec![rpm(5)]), 0).await.unwrap();
     open.finish(g, None);
 }
+
+#[tokio::test]
+async fn cooldowns_started_by_one_replica_reach_the_others() {
+    use tollgate::limits::SharedCooldowns;
+    use tollgate::provider::{Mock, MockConfig};
+    use tollgate::router::{Deployment, Router};
+    use tower::ServiceExt;
+    let Some(url) = redis_url().await else { return };
+    let ns = namespace();
+    let replica = || {
+        let mut bad = MockConfig::new("mock/bad");
+        bad.response = Some(serde_json::json!("litellm.AuthenticationError: revoked"));
+        let good = MockConfig::new("mock/good");
+        let dep = |cfg: MockConfig| {
+            let mut info = (*cfg.info).clone();
+            info.model_group = "g".into();
+            Deployment::new(Arc::new(info), Mock::new(cfg))
+        };
+        Router::builder()
+            .deployment(dep(bad))
+            .deployment(dep(good))
+            .build()
+    };
+    let (a, b) = (replica(), replica());
+    let share_a = SharedCooldowns::new(RedisConn::new(&url, &ns).unwrap());
+    let share_b = SharedCooldowns::new(RedisConn::new(&url, &ns).unwrap());
+    a.set_cooldown_sink(Arc::new(share_a));
+    let cooling = |r: &Router| {
+        r.group("g").unwrap().deployments[0]
+            .stats()
+            .cooldown_remaining()
+            .is_some()
+    };
+    // Replica A meets the revoked key (an auth error cools down at once).
+    for _ in 0..20 {
+        let req = tollgate::ChatRequest::from_json(
+            br#"{"model":"g","messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .unwrap();
+        let _ = a.clone().oneshot(req).await;
+        if cooling(&a) {
+            break;
+        }
+    }
+    assert!(cooling(&a));
+    assert!(!cooling(&b));
+    // B learns it at its next sync (poll until the write has landed).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cooling(&b) && Instant::now() < deadline {
+        share_b.sync(&b).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    assert!(cooling(&b), "replica B never learned of the cooldown");
+    let left = b.group("g").unwrap().deployments[0]
+        .stats()
+        .cooldown_remaining()
+        .unwrap();
+    assert!(
+        left <= Duration::from_secs(5) + Duration::from_millis(100),
+        "{left:?}"
+    );
+}

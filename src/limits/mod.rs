@@ -35,7 +35,7 @@ pub use rate::{
     BUCKET_MS, MemoryRateLimiter, RateCheck, RateGrant, RateKind, RateLimiter, Remaining,
 };
 #[cfg(feature = "redis")]
-pub use redis::{RedisConn, RedisLedger, RedisRateLimiter};
+pub use redis::{RedisConn, RedisLedger, RedisRateLimiter, SharedCooldowns};
 pub use scope::{Scope, ScopeKind, Subject, Subjects};
 pub use spec::{BudgetWindow, Limits, ModelBudget, Window};
 

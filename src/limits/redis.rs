@@ -838,3 +838,104 @@ impl RateLimiter for RedisRateLimiter {
         })
     }
 }
+
+// --------------------------------------------------------------- cooldowns
+
+const READ_COOLDOWNS: &str = r#"
+-- KEYS: one per deployment; returns the remaining ms of each (<= 0: none)
+local out = {}
+for i = 1, #KEYS do table.insert(out, tostring(redis.call('PTTL', KEYS[i]))) end
+return out
+"#;
+
+/// Router cooldowns shared by replicas: a cooldown one replica starts is
+/// written to Redis (with its length as TTL) and picked up by the others
+/// within one sync interval. Requests never wait on Redis for this.
+#[derive(Clone, Debug)]
+pub struct SharedCooldowns {
+    conn: RedisConn,
+}
+
+impl SharedCooldowns {
+    /// Shares cooldowns through `conn`.
+    pub fn new(conn: RedisConn) -> Self {
+        SharedCooldowns { conn }
+    }
+
+    /// Reports `router`'s cooldowns to Redis and applies the other replicas'
+    /// every `every`, until the returned task is aborted.
+    pub fn attach(
+        &self,
+        router: &crate::router::Router,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        router.set_cooldown_sink(Arc::new(self.clone()));
+        let this = self.clone();
+        let router = router.clone();
+        tokio::spawn(async move {
+            let ids = router.deployment_ids();
+            let script = Script::new(READ_COOLDOWNS);
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = this.sync_once(&router, &ids, &script).await {
+                    tracing::debug!(target: "tollgate::router", error = %e, "cooldown sync skipped");
+                }
+            }
+        })
+    }
+
+    /// Applies the cooldowns recorded in Redis to `router` once.
+    pub async fn sync(&self, router: &crate::router::Router) -> Result<(), Error> {
+        self.sync_once(
+            router,
+            &router.deployment_ids(),
+            &Script::new(READ_COOLDOWNS),
+        )
+        .await
+    }
+
+    async fn sync_once(
+        &self,
+        router: &crate::router::Router,
+        ids: &[Arc<str>],
+        script: &Script,
+    ) -> Result<(), Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut inv = script.prepare_invoke();
+        for id in ids {
+            inv.key(self.conn.key("cooldown", id));
+        }
+        let out = self.conn.run(&inv).await?;
+        for (id, ms) in ids.iter().zip(out) {
+            if let Ok(ms) = ms.parse::<i64>()
+                && ms > 0
+            {
+                router.apply_cooldown(id, Duration::from_millis(ms as u64));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl crate::router::CooldownSink for SharedCooldowns {
+    fn cooled_down(&self, deployment_id: &str, length: Duration) {
+        let conn = self.conn.clone();
+        let key = conn.key("cooldown", deployment_id);
+        let ms = length.as_millis().max(1) as u64;
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            h.spawn(async move {
+                let mut con = conn.manager.clone();
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(&key).arg("1").arg("PX").arg(ms);
+                let fut = cmd.query_async::<Value>(&mut con);
+                if tokio::time::timeout(conn.timeout, fut).await.is_err() {
+                    tracing::debug!(target: "tollgate::router", "could not share a cooldown: Redis timed out");
+                }
+            });
+        }
+    }
+}

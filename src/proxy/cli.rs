@@ -230,6 +230,11 @@ pub fn main() -> ExitCode {
         let local: SocketAddr = listener
             .local_addr()
             .unwrap_or_else(|_| ([0, 0, 0, 0], cli.port).into());
+        // Replicas sharing Redis share router cooldowns too.
+        let _cooldowns = gateway.limits.redis.clone().map(|conn| {
+            crate::limits::SharedCooldowns::new(conn)
+                .attach(&gateway.router, Duration::from_secs(1))
+        });
         let _health = gateway
             .health_check_interval
             .map(|every| crate::router::health::spawn_checks(gateway.router.clone(), every));

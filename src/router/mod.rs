@@ -137,6 +137,8 @@ impl std::fmt::Debug for RouterConfig {
 }
 
 struct State {
+    /// Told about every cooldown this router starts (shared cooldowns).
+    cooldown_sink: std::sync::OnceLock<Arc<dyn CooldownSink>>,
     groups: HashMap<Arc<str>, ModelGroup>,
     /// Wildcard groups, most specific (longest literal text) first.
     patterns: Vec<Arc<str>>,
@@ -231,6 +233,7 @@ impl RouterBuilder {
             .collect();
         Router {
             state: Arc::new(State {
+                cooldown_sink: std::sync::OnceLock::new(),
                 groups,
                 patterns,
                 aliases,
@@ -285,6 +288,51 @@ impl Router {
             let cap = capture(p, name)?;
             s.groups.get(&**p).map(|g| (g, Some(cap)))
         })
+    }
+
+    /// Reports the cooldowns this router starts to `sink` (once; later calls
+    /// are ignored and return false).
+    pub fn set_cooldown_sink(&self, sink: Arc<dyn CooldownSink>) -> bool {
+        self.state.cooldown_sink.set(sink).is_ok()
+    }
+
+    /// Cools deployment `deployment_id` down for `left` (learned from another
+    /// replica), unless it already cools down longer. Returns whether such a
+    /// deployment exists.
+    pub fn apply_cooldown(&self, deployment_id: &str, left: Duration) -> bool {
+        let until = Instant::now() + left;
+        let mut found = false;
+        for d in self
+            .state
+            .groups
+            .values()
+            .flat_map(|g| g.deployments.iter())
+            .filter(|d| &*d.info.id == deployment_id)
+        {
+            found = true;
+            let mut h = d
+                .stats()
+                .health
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if h.cooldown_until.is_none_or(|u| u < until) {
+                h.cooldown_until = Some(until);
+            }
+        }
+        found
+    }
+
+    /// The ids of every deployment.
+    pub fn deployment_ids(&self) -> Vec<Arc<str>> {
+        let mut ids: Vec<Arc<str>> = self
+            .state
+            .groups
+            .values()
+            .flat_map(|g| g.deployments.iter().map(|d| d.info.id.clone()))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
     }
 
     /// Every group.
@@ -537,16 +585,36 @@ fn others_available(group: &ModelGroup, not: &Arc<str>) -> bool {
 }
 
 fn record_failure(router: &Router, group: &ModelGroup, stats: &DeploymentStats, err: &Error) {
-    let mut h = stats
-        .health
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    h.fail(
-        err,
-        &router.state.config.cooldown,
-        group.deployments.len(),
-        Instant::now(),
-    );
+    let now = Instant::now();
+    let cooled = {
+        let mut h = stats
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        h.fail(
+            err,
+            &router.state.config.cooldown,
+            group.deployments.len(),
+            now,
+        )
+        .then(|| h.remaining(now))
+        .flatten()
+    };
+    if let (Some(left), Some(sink)) = (cooled, router.state.cooldown_sink.get())
+        && let Some(d) = group
+            .deployments
+            .iter()
+            .find(|d| std::ptr::eq(d.stats(), stats))
+    {
+        sink.cooled_down(&d.info.id, left);
+    }
+}
+
+/// Hears about every cooldown a [`Router`] starts, to share it with other
+/// replicas (which apply it with [`Router::apply_cooldown`]).
+pub trait CooldownSink: Send + Sync + 'static {
+    /// Deployment `deployment_id` cools down for `length`. Must not block.
+    fn cooled_down(&self, deployment_id: &str, length: Duration);
 }
 
 impl Service<ChatRequest> for Router {
