@@ -537,16 +537,26 @@ fn others_available(group: &ModelGroup, not: &Arc<str>) -> bool {
 }
 
 fn record_failure(router: &Router, group: &ModelGroup, stats: &DeploymentStats, err: &Error) {
-    let mut h = stats
-        .health
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    h.fail(
-        err,
-        &router.state.config.cooldown,
-        group.deployments.len(),
-        Instant::now(),
-    );
+    let cooled = {
+        let mut h = stats
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        h.fail(
+            err,
+            &router.state.config.cooldown,
+            group.deployments.len(),
+            Instant::now(),
+        )
+    };
+    if cooled
+        && let Some(d) = group
+            .deployments
+            .iter()
+            .find(|d| std::ptr::eq(&*d.stats, stats))
+    {
+        stats.metrics.cooled_down(&d.info, err);
+    }
 }
 
 impl Service<ChatRequest> for Router {
@@ -607,9 +617,17 @@ impl Service<ChatRequest> for Router {
             let info = deployment.info.clone();
             let id = info.id.clone();
             let stream = req.is_stream();
+            let attempt = crate::observe::Attempt::begin(&mut req, &info);
             match service.oneshot(req).await {
                 Ok(mut resp) => {
                     resp.meta.deployment = Some(info);
+                    let attempt = match &resp.body {
+                        ChatBody::Complete(_) => {
+                            attempt.completed(&resp, &guard.stats().metrics);
+                            None
+                        }
+                        ChatBody::Stream(_) => Some(attempt.stream(&resp)),
+                    };
                     match &mut resp.body {
                         ChatBody::Complete(c) => {
                             guard.finish(
@@ -627,12 +645,14 @@ impl Service<ChatRequest> for Router {
                                 requested,
                                 first_token: !stream,
                                 usage: None,
+                                attempt,
                             });
                         }
                     }
                     Ok(resp)
                 }
                 Err(err) => {
+                    attempt.failed(&err, &guard.stats().metrics);
                     record_failure(&router, group, guard.stats(), &err);
                     drop(guard);
                     let alternatives = others_available(group, &id);
@@ -657,19 +677,22 @@ struct Watch {
     requested: String,
     first_token: bool,
     usage: Option<(u64, u64)>,
+    attempt: Option<crate::observe::StreamAttempt>,
 }
 
 impl StreamObserver for Watch {
     fn on_chunk(&mut self, chunk: &mut ChatChunk) {
+        let token = chunk.choices.iter().any(|c| {
+            c.delta.content.as_deref().is_some_and(|t| !t.is_empty())
+                || c.delta.tool_calls.is_some()
+                || c.delta.reasoning_content.is_some()
+                || c.delta.refusal.is_some()
+        });
+        if let Some(a) = &mut self.attempt {
+            a.on_chunk(chunk, token);
+        }
         chunk.model.clone_from(&self.requested);
-        if !self.first_token
-            && chunk.choices.iter().any(|c| {
-                c.delta.content.as_deref().is_some_and(|t| !t.is_empty())
-                    || c.delta.tool_calls.is_some()
-                    || c.delta.reasoning_content.is_some()
-                    || c.delta.refusal.is_some()
-            })
-        {
+        if !self.first_token && token {
             self.first_token = true;
             self.guard
                 .stats()
@@ -681,6 +704,9 @@ impl StreamObserver for Watch {
     }
 
     fn on_end(self, end: StreamEnd<'_>) {
+        if let Some(a) = self.attempt {
+            a.on_end(&end, &self.guard.stats().metrics);
+        }
         match end {
             StreamEnd::Completed => {
                 self.guard
