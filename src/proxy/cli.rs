@@ -231,6 +231,11 @@ pub fn main() -> ExitCode {
         let _health = gateway
             .health_check_interval
             .map(|every| crate::router::health::spawn_checks(gateway.router.clone(), every));
+        let _upkeep = gateway
+            .metrics
+            .as_ref()
+            .map(super::observability::spawn_upkeep);
+        let callbacks = gateway.callbacks.map(|r| r.spawn());
         let models: Vec<String> = gateway.router.models().into_iter().map(|m| m.id).collect();
         tracing::info!(models = ?models, "serving {} model name(s)", models.len());
         println!("tollgate listening on http://{local}");
@@ -238,6 +243,7 @@ pub fn main() -> ExitCode {
             grace: Duration::from_secs_f64(cli.graceful_timeout.clamp(0.0, 3600.0)),
             ..ServerConfig::default()
         };
+        let grace = server_config.grace;
         server::serve(
             listener,
             gateway.service,
@@ -245,6 +251,10 @@ pub fn main() -> ExitCode {
             server::shutdown_signal(),
         )
         .await;
+        if let Some(workers) = callbacks {
+            // Deliver what the callbacks still hold (bounded by the grace period).
+            workers.shutdown(grace.min(Duration::from_secs(10))).await;
+        }
         ExitCode::SUCCESS
     })
 }
