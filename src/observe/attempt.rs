@@ -38,6 +38,7 @@ impl Attempt {
     /// its span and tells the leaf the `traceparent` to send.
     pub(crate) fn begin(req: &mut ChatRequest, info: &Arc<DeploymentInfo>) -> Attempt {
         let traced = req.extensions.get::<RequestTrace>().cloned().map(|trace| {
+            trace.0.last.store(Some(info.clone()));
             let parent = trace.ids();
             let ids = SpanIds {
                 trace_id: parent.trace_id,

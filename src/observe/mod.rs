@@ -413,6 +413,7 @@ struct Draft {
     sink: Arc<dyn RecordSink>,
     in_flight: ::metrics::Gauge,
     trace: SpanIds,
+    request_trace: trace::RequestTrace,
     params: RequestParams,
     capture_content: bool,
     request_id: Arc<str>,
@@ -463,13 +464,14 @@ impl Draft {
             shared.sink.clone(),
         );
         let ids = trace.ids();
-        ext.insert(trace);
+        ext.insert(trace.clone());
         let in_flight = shared.in_flight().clone();
         in_flight.increment(1.0);
         Draft {
             sink: shared.sink.clone(),
             in_flight,
             trace: ids,
+            request_trace: trace,
             params: RequestParams::default(),
             capture_content: shared.capture_content,
             request_id,
@@ -522,6 +524,9 @@ impl Draft {
     fn failure(&self, err: &Error) -> CompletionRecord {
         let mut r = self.record(RecordStatus::Failure, err.status().as_u16());
         r.error = Some(RecordError::of(err));
+        r.deployment = self.request_trace.0.last.load_full();
+        r.attempts = err.attempts().max(u32::from(r.deployment.is_some()));
+        r.fallbacks = err.fallbacks();
         r.content = self.content(None);
         r
     }

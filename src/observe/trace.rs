@@ -176,6 +176,8 @@ pub(crate) struct TraceInner {
     pub(crate) request_id: Arc<str>,
     attempts: AtomicU32,
     pub(crate) sink: Arc<dyn RecordSink>,
+    /// The deployment of the latest attempt (for the record of a failure).
+    pub(crate) last: arc_swap::ArcSwapOption<DeploymentInfo>,
 }
 
 impl std::fmt::Debug for RequestTrace {
@@ -205,6 +207,7 @@ impl RequestTrace {
             request_id,
             attempts: AtomicU32::new(0),
             sink,
+            last: arc_swap::ArcSwapOption::empty(),
         }))
     }
 
