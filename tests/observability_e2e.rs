@@ -227,6 +227,10 @@ async fn otlp_spans_for_plain_streamed_retried_and_failed_calls() {
     assert_eq!(attr_int(&req, "tollgate.attempts"), 1);
     assert_eq!(attr_int(&req, "http.response.status_code"), 200);
     assert!(matches!(attr(&req, "tollgate.cost_usd"), Some(Any::DoubleValue(c)) if *c > 0.0));
+    assert!(
+        attr(&req, "gen_ai.input.messages").is_none(),
+        "no message content unless the operator opts in"
+    );
     let att = &attempts[0];
     assert_eq!(att.parent_span_id, req.span_id, "attempt under the request");
     assert_eq!(attr_int(att, "tollgate.attempt"), 1);
@@ -913,4 +917,61 @@ async fn a_stuck_webhook_never_slows_requests_and_its_queue_stays_bounded() {
         accepted.load(std::sync::atomic::Ordering::SeqCst) >= 1,
         "the webhook was called"
     );
+}
+
+#[tokio::test]
+async fn langfuse_gets_otlp_at_its_otel_endpoint_with_basic_auth() {
+    let primary = MockUpstream::start().await;
+    let backup = MockUpstream::start().await;
+    let langfuse = collector().await;
+    let proxy = Proxy::start(
+        &config(
+            &primary,
+            &backup,
+            "litellm_settings:\n  success_callback: [\"langfuse\"]\n",
+        ),
+        &[
+            ("OBS_UPSTREAM_KEY", "sk-upstream-obs-abcdef"),
+            ("OBS_MASTER", MASTER),
+            ("LANGFUSE_PUBLIC_KEY", "pk-lf-123"),
+            ("LANGFUSE_SECRET_KEY", "sk-lf-456"),
+            ("LANGFUSE_HOST", &langfuse.base()),
+        ],
+    );
+    primary.push(Reply::json(200, fixture("openai/chat_text.resp.json")));
+    let (ak, av) = auth();
+    let a = Client::new()
+        .post_json(
+            &proxy.url("/v1/chat/completions"),
+            &chat("gpt-4o", false),
+            &[(ak, &av)],
+        )
+        .await;
+    assert_eq!(a.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let got = loop {
+        if let Some(r) = langfuse.received().into_iter().next() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "nothing reached Langfuse");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(got.path, "/api/public/otel/v1/traces");
+    // base64("pk-lf-123:sk-lf-456")
+    assert_eq!(
+        got.headers["authorization"],
+        "Basic cGstbGYtMTIzOnNrLWxmLTQ1Ng=="
+    );
+    assert_eq!(got.headers["content-type"], "application/x-protobuf");
+    let req = ExportTraceServiceRequest::decode(got.body).unwrap();
+    let service = req.resource_spans[0]
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "service.name")
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| v.value.clone());
+    assert_eq!(service, Some(Any::StringValue("tollgate".into())));
 }

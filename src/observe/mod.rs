@@ -16,7 +16,15 @@
 //!   before its usage arrived it is estimated from the text that did arrive
 //!   (`usage_estimated: true`), never zero.
 //! - The sink is called synchronously and must not block: queue the record and
-//!   do the work elsewhere.
+//!   do the work elsewhere ([`CallbackQueue`] does exactly that).
+//! - Each request gets a span in the caller's trace (a [`TraceParent`] in its
+//!   extensions, which the HTTP edge takes from `traceparent`); the router
+//!   reports each upstream attempt as an [`AttemptRecord`] through
+//!   [`RecordSink::attempt`] (see [`trace`]).
+//!
+//! Built on it: [`MetricsSink`] ([`metrics`]), [`LogSink`] ([`log`]),
+//! callbacks with bounded queues ([`callback`]), webhook and JSON-lines
+//! exporters ([`export`]) and OTLP spans (`otel`, feature `otel`).
 //!
 //! ```
 //! use tollgate::observe::{CompletionRecord, ObserveLayer, RecordSink};
@@ -804,6 +812,35 @@ mod tests {
         assert!(recs[0].usage_estimated);
         let u = recs[0].usage.as_ref().unwrap();
         assert!(u.completion_tokens > 0 && u.prompt_tokens > 0, "{u:?}");
+    }
+
+    #[tokio::test]
+    async fn content_is_kept_only_when_asked_and_traces_are_numbered() {
+        let sink = Arc::new(Collect::default());
+        let body = r#"{"model":"m","messages":[{"role":"user","content":"secret plans"}],"mock_response":"ok"}"#;
+        let svc = ObserveLayer::new(sink.clone()).layer(Mock::new(MockConfig::new("mock/m")));
+        svc.oneshot(req(body)).await.unwrap();
+        let svc = ObserveLayer::new(sink.clone())
+            .capture_content(true)
+            .layer(Mock::new(MockConfig::new("mock/m")));
+        let mut r = req(body);
+        r.extensions.insert(
+            TraceParent::parse(
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                None,
+            )
+            .unwrap(),
+        );
+        svc.oneshot(r).await.unwrap();
+        let recs = sink.0.lock().unwrap();
+        assert!(recs[0].content.is_none());
+        assert_ne!(recs[0].trace.trace_id, 0);
+        assert_eq!(recs[0].trace.parent_span_id, None);
+        let c = recs[1].content.as_ref().unwrap();
+        assert_eq!(c.input[0]["content"], "secret plans");
+        assert_eq!(c.output.as_ref().unwrap()[0]["message"]["content"], "ok");
+        assert_eq!(recs[1].trace.trace_id, 0x0af7651916cd43dd8448eb211c80319c);
+        assert_eq!(recs[1].trace.parent_span_id, Some(0xb7ad6b7169203331));
     }
 
     #[tokio::test]

@@ -457,3 +457,83 @@ pub fn spawn_upkeep(endpoint: &MetricsEndpoint) -> tokio::task::JoinHandle<()> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::config::load_str;
+    use std::path::Path;
+
+    fn cfg(yaml: &str) -> ProxyConfig {
+        load_str(yaml, Path::new("c.yaml"), &|_| None)
+            .unwrap()
+            .config
+    }
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "GENERIC_LOGGER_ENDPOINT" => Some("http://127.0.0.1:9/logs".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn callback_names_map_to_sinks_and_unknown_ones_warn() {
+        let c = cfg(
+            "litellm_settings:\n  success_callback: [generic_api, datadog, nonsense]\n  failure_callback: [generic_api]\n",
+        );
+        let o = build(&c, &env, &HttpClient::shared()).unwrap();
+        assert_eq!(o.queue.as_ref().unwrap().names(), ["generic_api"]);
+        assert!(o.metrics.is_none(), "no prometheus, no /metrics");
+        assert!(!o.capture_content);
+        assert_eq!(o.warnings.len(), 2, "{:?}", o.warnings);
+        assert!(
+            o.warnings[0].contains("`datadog` is a LiteLLM callback tollgate does not implement")
+        );
+        assert!(o.warnings[1].contains("unknown callback `nonsense`"));
+    }
+
+    #[test]
+    fn settings_errors_name_the_key() {
+        let e = |yaml: &str| {
+            build(&cfg(yaml), &|_| None, &HttpClient::shared())
+                .err()
+                .map(|e| e.0)
+                .unwrap_or_default()
+        };
+        assert!(
+            e("litellm_settings:\n  callbacks: [generic_api]\n")
+                .contains("GENERIC_LOGGER_ENDPOINT")
+        );
+        assert!(e("litellm_settings:\n  callbacks: [langfuse]\n").contains("LANGFUSE_PUBLIC_KEY"));
+        assert!(
+            e("litellm_settings:\n  prometheus_metrics_labels: [hashed_api_key]\n")
+                .contains("`hashed_api_key` is not one of")
+        );
+        assert!(e("litellm_settings:\n  callbacks: [my_hook]\ncallback_settings:\n  my_hook:\n    callback_type: generic_api\n")
+            .contains("callback_settings.my_hook: `endpoint` is required"));
+        assert!(e("litellm_settings:\n  callback_queue_size: 0\n").contains("callback_queue_size"));
+    }
+
+    #[test]
+    fn message_logging_is_opt_in() {
+        let on = |yaml: &str| {
+            build(&cfg(yaml), &|_| None, &HttpClient::shared())
+                .unwrap()
+                .capture_content
+        };
+        assert!(!on("litellm_settings: {}\n"));
+        assert!(!on("litellm_settings:\n  turn_off_message_logging: true\n"));
+        assert!(on("litellm_settings:\n  turn_off_message_logging: false\n"));
+    }
+
+    #[test]
+    fn custom_generic_api_callbacks_from_callback_settings() {
+        let c = cfg(
+            "litellm_settings:\n  callbacks: [audit]\ncallback_settings:\n  audit:\n    callback_type: generic_api\n    endpoint: http://127.0.0.1:9/audit\n    headers: {Authorization: Bearer x}\n    event_types: [llm_api_failure]\n    log_format: ndjson\n",
+        );
+        let o = build(&c, &|_| None, &HttpClient::shared()).unwrap();
+        assert_eq!(o.queue.unwrap().names(), ["audit"]);
+        assert!(o.warnings.is_empty(), "{:?}", o.warnings);
+    }
+}
