@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // criterion_group! generates an undocumented function
 //! Per-request overhead of each layer, and of the full library stack, around
 //! a leaf that answers at once. Run with `cargo bench --bench layers`.
 //!
@@ -47,7 +48,11 @@ impl Service<ChatRequest> for Instant {
 
 fn leaf() -> Instant {
     let mut c = ChatCompletion::new("chatcmpl-1", "gpt-4o-mini", 1_700_000_000);
-    c.choices.push(Choice::new(0, ResponseMessage::text("Hello there!"), FinishReason::Stop));
+    c.choices.push(Choice::new(
+        0,
+        ResponseMessage::text("Hello there!"),
+        FinishReason::Stop,
+    ));
     c.usage = Some(Usage::new(12, 3));
     Instant(Arc::new(c))
 }
@@ -76,7 +81,11 @@ fn key_identity() -> Identity {
         .with_max_budget(Usd::from_f64(1e9).unwrap())
         .with_rpm(u64::MAX / 4)
         .with_tpm(u64::MAX / 4);
-    id.subjects = Subjects::from(vec![Subject::new(Scope::new(ScopeKind::Key, "0123456789abcdef"), limits, 0)]);
+    id.subjects = Subjects::from(vec![Subject::new(
+        Scope::new(ScopeKind::Key, "0123456789abcdef"),
+        limits,
+        0,
+    )]);
     id
 }
 
@@ -92,7 +101,9 @@ where
         provider: "openai".into(),
         api_base: None,
     });
-    Router::builder().deployment(Deployment::new(info, inner)).build()
+    Router::builder()
+        .deployment(Deployment::new(info, inner))
+        .build()
 }
 
 fn estimator() -> Arc<PriceEstimator> {
@@ -103,7 +114,13 @@ fn estimator() -> Arc<PriceEstimator> {
     ))
 }
 
-fn bench_one(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, svc: Chat, identity: &Identity) {
+fn bench_one(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    svc: Chat,
+    identity: &Identity,
+) {
     c.bench_function(name, |b| {
         b.to_async(rt).iter(|| {
             let svc = svc.clone();
@@ -114,7 +131,10 @@ fn bench_one(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, svc: C
 }
 
 fn layers(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let _guard = rt.enter();
     tollgate::tokens::warm_up();
     let anon = Identity::anonymous();
@@ -141,7 +161,13 @@ fn layers(c: &mut Criterion) {
         ),
         &anon,
     );
-    bench_one(c, &rt, "router", BoxCloneService::new(router(leaf())), &anon);
+    bench_one(
+        c,
+        &rt,
+        "router",
+        BoxCloneService::new(router(leaf())),
+        &anon,
+    );
     bench_one(
         c,
         &rt,
@@ -179,8 +205,12 @@ fn layers(c: &mut Criterion) {
         &rt,
         "rate limit (key rpm + tpm, in memory)",
         BoxCloneService::new(
-            RateLimitLayer::new(Arc::new(MemoryRateLimiter::new()), estimator(), LimitScopes::new())
-                .layer(base.clone()),
+            RateLimitLayer::new(
+                Arc::new(MemoryRateLimiter::new()),
+                estimator(),
+                LimitScopes::new(),
+            )
+            .layer(base.clone()),
         ),
         &key,
     );
@@ -192,10 +222,21 @@ fn layers(c: &mut Criterion) {
     .layer(CostLayer::for_model("openai/gpt-4o-mini").layer(leaf()));
     let full: Chat = BoxCloneService::new(
         ObserveLayer::new(Arc::new(Discard)).layer(
-            RateLimitLayer::new(Arc::new(MemoryRateLimiter::new()), estimator(), LimitScopes::new()).layer(
-                BudgetLayer::new(Arc::new(MemoryLedger::new()), estimator(), LimitScopes::new()).layer(
-                    FallbackLayer::new(FallbackConfig::default())
-                        .layer(RetryLayer::new(RetryPolicy::default()).layer(router(per_deployment))),
+            RateLimitLayer::new(
+                Arc::new(MemoryRateLimiter::new()),
+                estimator(),
+                LimitScopes::new(),
+            )
+            .layer(
+                BudgetLayer::new(
+                    Arc::new(MemoryLedger::new()),
+                    estimator(),
+                    LimitScopes::new(),
+                )
+                .layer(
+                    FallbackLayer::new(FallbackConfig::default()).layer(
+                        RetryLayer::new(RetryPolicy::default()).layer(router(per_deployment)),
+                    ),
                 ),
             ),
         ),

@@ -152,6 +152,14 @@ impl FallbackConfig {
         Ok(out)
     }
 
+    /// Whether `group` is named in the configuration (a bounded metric label).
+    fn knows(&self, group: &str) -> bool {
+        self.fallbacks.contains_key(group)
+            || self.context_window.contains_key(group)
+            || self.content_policy.contains_key(group)
+            || self.default.iter().any(|g| g == group)
+    }
+
     fn chain(&self, group: &str, err: &Error) -> Vec<String> {
         let specific = match err.kind() {
             ErrorKind::ContextWindowExceeded => self.context_window.get(group),
@@ -261,7 +269,22 @@ where
             if !may_fall_back(&err) {
                 return Err(err);
             }
-            let chain = request_chain(&req).unwrap_or_else(|| config.chain(&requested, &err));
+            let from_request = request_chain(&req);
+            let configured = from_request.is_none();
+            let chain = from_request.unwrap_or_else(|| config.chain(&requested, &err));
+            // Metric labels: configured group names only (a request's own list is user input).
+            let requested_label = if config.knows(&requested) {
+                requested.as_str()
+            } else {
+                "other"
+            };
+            let label = |g: &str| {
+                if configured {
+                    g.to_owned()
+                } else {
+                    "request_defined".to_owned()
+                }
+            };
             let mut tried: Vec<String> = Vec::new();
             let mut last = err;
             let mut attempts = last.attempts().max(1);
@@ -281,6 +304,7 @@ where
                     Ok(resp) => first_chunk(resp).await,
                     Err(e) => Err(e),
                 };
+                crate::observe::metrics::fallback(requested_label, &label(&group), result.is_ok());
                 match result {
                     Ok(mut resp) => {
                         rename(&mut resp, &requested);

@@ -217,6 +217,7 @@ where
                 {
                     return give_up(err);
                 }
+                crate::observe::metrics::retried(&err);
                 tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, error = %err.kind().litellm_class(), "retrying");
                 tokio::time::sleep(wait).await;
                 attempt += 1;

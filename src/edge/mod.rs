@@ -685,6 +685,9 @@ fn fill_extensions(
 ) {
     ext.insert(ex.request_id.clone());
     ext.insert(Received(ex.received));
+    if let Some(tp) = crate::observe::TraceParent::from_headers(headers) {
+        ext.insert(tp);
+    }
     ext.insert(identity);
     if let Some(beta) = headers
         .get("anthropic-beta")

@@ -46,6 +46,7 @@ impl BudgetLine {
     }
 
     pub(crate) fn exceeded(&self, spent: Usd, reserved: Usd, amount: Usd) -> Error {
+        crate::observe::metrics::budget_rejected(self.scope.kind);
         let max = self.max_budget.unwrap_or(Usd::ZERO);
         let what = match &self.model {
             Some(m) => format!("{} for model {m}", self.label),
@@ -375,6 +376,11 @@ impl Ledger for MemoryLedger {
                 state.reserved = (state.reserved - reservation.amount.pico()).max(0);
                 let before = state.spent;
                 state.spent += actual.pico();
+                if let Some(max) = line.max_budget
+                    && line.model.is_none()
+                {
+                    report_remaining(line, Usd::from_pico(max.pico() - state.spent));
+                }
                 if let Some(soft) = line.soft_budget
                     && before <= soft.pico()
                     && state.spent > soft.pico()
@@ -414,7 +420,19 @@ impl Ledger for MemoryLedger {
     }
 }
 
+/// Sets the remaining-budget gauge of a key, team or user line.
+pub(crate) fn report_remaining(line: &BudgetLine, left: Usd) {
+    use super::ScopeKind;
+    let name = match line.scope.kind {
+        ScopeKind::Key => line.label.strip_prefix("key ").unwrap_or(&line.label),
+        ScopeKind::Team | ScopeKind::User => &line.scope.id,
+        _ => return,
+    };
+    crate::observe::metrics::remaining_budget(line.scope.kind, name, left.as_f64());
+}
+
 pub(crate) fn soft_alert(c: &SoftCrossing, hook: Option<&SoftHook>) {
+    crate::observe::metrics::soft_budget_alert(c.line.scope.kind);
     tracing::warn!(
         target: "tollgate::budget",
         scope = %c.line.label,

@@ -75,6 +75,15 @@ impl RateCheck {
     }
 
     pub(crate) fn refused(&self, retry_after: Duration) -> Error {
+        use crate::observe::metrics::{LimitKind, rate_limited};
+        rate_limited(
+            self.scope.kind,
+            match self.kind {
+                RateKind::Requests => LimitKind::Rpm,
+                RateKind::Tokens => LimitKind::Tpm,
+                RateKind::Parallel => LimitKind::Parallel,
+            },
+        );
         let what = match self.kind {
             RateKind::Requests => format!("{} requests per minute", self.limit),
             RateKind::Tokens => format!("{} tokens per minute", self.limit),

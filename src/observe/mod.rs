@@ -16,7 +16,15 @@
 //!   before its usage arrived it is estimated from the text that did arrive
 //!   (`usage_estimated: true`), never zero.
 //! - The sink is called synchronously and must not block: queue the record and
-//!   do the work elsewhere.
+//!   do the work elsewhere ([`CallbackQueue`] does exactly that).
+//! - Each request gets a span in the caller's trace (a [`TraceParent`] in its
+//!   extensions, which the HTTP edge takes from `traceparent`); the router
+//!   reports each upstream attempt as an [`AttemptRecord`] through
+//!   [`RecordSink::attempt`] (see [`trace`]).
+//!
+//! Built on it: [`MetricsSink`] ([`metrics`]), [`LogSink`] ([`log`]),
+//! callbacks with bounded queues ([`callback`]), webhook and JSON-lines
+//! exporters ([`export`]) and OTLP spans (`otel`, feature `otel`).
 //!
 //! ```
 //! use tollgate::observe::{CompletionRecord, ObserveLayer, RecordSink};
@@ -44,6 +52,20 @@
 //! # });
 //! ```
 
+mod attempt;
+pub mod callback;
+pub mod export;
+pub mod log;
+pub mod metrics;
+#[cfg(feature = "otel")]
+pub mod otel;
+pub mod trace;
+
+pub(crate) use attempt::{Attempt, StreamAttempt};
+pub use callback::{Callback, CallbackQueue, CallbackSet};
+pub use metrics::MetricsSink;
+pub use trace::{AttemptRecord, RequestParams, SpanIds, TraceParent};
+
 use crate::auth::Identity;
 use crate::context::{Received, RequestId, Tags};
 use crate::cost::{CallCost, StreamCost};
@@ -59,7 +81,7 @@ use pin_project_lite::pin_project;
 use serde::Serialize;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
@@ -130,6 +152,27 @@ pub struct CompletionRecord {
     /// Serialized without the key hash.
     #[serde(serialize_with = "ser_identity")]
     pub identity: Identity,
+    /// The request span: trace id, span id, the caller's span.
+    pub trace: SpanIds,
+    /// Time the gateway added before the answer began (arrival to response
+    /// head, minus the upstream's time).
+    #[serde(serialize_with = "ser_opt_ms")]
+    pub overhead: Option<Duration>,
+    /// Request parameters (temperature, max tokens, …).
+    pub params: RequestParams,
+    /// Messages in and out — only when the observe layer was told to keep
+    /// them ([`ObserveLayer::capture_content`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<Arc<RecordContent>>,
+}
+
+/// The messages of a request and its answer (kept only on request).
+#[derive(Clone, Debug, Serialize)]
+pub struct RecordContent {
+    /// The request's messages, as sent (base64 payloads cut short).
+    pub input: serde_json::Value,
+    /// The answer's choices (their messages), when there was an answer.
+    pub output: Option<serde_json::Value>,
 }
 
 fn ser_identity<S: serde::Serializer>(id: &Identity, s: S) -> Result<S::Ok, S::Error> {
@@ -151,6 +194,17 @@ pub struct RecordError {
     pub message: String,
     /// The provider that failed, when upstream.
     pub provider: Option<String>,
+}
+
+impl RecordError {
+    /// The record of `err`.
+    pub fn of(err: &Error) -> Self {
+        RecordError {
+            class: err.kind().litellm_class(),
+            message: err.message().to_owned(),
+            provider: err.provider().map(str::to_owned),
+        }
+    }
 }
 
 fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -176,6 +230,12 @@ fn ser_opt_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok,
 pub trait RecordSink: Send + Sync + 'static {
     /// Takes one record.
     fn record(&self, record: &CompletionRecord);
+
+    /// Takes the record of one upstream attempt (before the request's own
+    /// record). The default ignores it.
+    fn attempt(&self, attempt: &AttemptRecord) {
+        let _ = attempt;
+    }
 }
 
 /// Sends records to several sinks.
@@ -187,50 +247,57 @@ impl RecordSink for FanOut {
             s.record(record);
         }
     }
-}
 
-/// Writes one `tracing` event per record (target `tollgate::request`).
-#[derive(Debug, Default)]
-pub struct LogSink;
-
-impl RecordSink for LogSink {
-    fn record(&self, r: &CompletionRecord) {
-        let usage = r.usage.as_ref();
-        tracing::info!(
-            target: "tollgate::request",
-            request_id = %r.request_id,
-            model = %r.model,
-            deployment = r.deployment.as_ref().map(|d| &*d.id),
-            provider = r.deployment.as_ref().map(|d| &*d.provider),
-            stream = r.stream,
-            key = r.identity.key_display.as_deref(),
-            key_alias = r.identity.key_alias.as_deref(),
-            team_id = r.identity.team_id.as_deref(),
-            status = ?r.status,
-            http_status = r.http_status,
-            latency_ms = r.latency.as_secs_f64() * 1000.0,
-            ttft_ms = r.time_to_first_token.map(|d| d.as_secs_f64() * 1000.0),
-            prompt_tokens = usage.map(|u| u.prompt_tokens),
-            completion_tokens = usage.map(|u| u.completion_tokens),
-            usage_estimated = r.usage_estimated,
-            cost_usd = r.cost.map(crate::pricing::Usd::as_f64),
-            attempts = r.attempts,
-            error = r.error.as_ref().map(|e| e.class),
-            "request"
-        );
+    fn attempt(&self, attempt: &AttemptRecord) {
+        for s in &self.0 {
+            s.attempt(attempt);
+        }
     }
 }
+
+pub use log::LogSink;
 
 /// Layer that emits a [`CompletionRecord`] per request.
 #[derive(Clone)]
 pub struct ObserveLayer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     sink: Arc<dyn RecordSink>,
+    capture_content: bool,
+    in_flight: OnceLock<::metrics::Gauge>,
+}
+
+impl Shared {
+    fn in_flight(&self) -> &::metrics::Gauge {
+        self.in_flight.get_or_init(metrics::in_flight)
+    }
 }
 
 impl ObserveLayer {
     /// Records go to `sink`.
     pub fn new(sink: Arc<dyn RecordSink>) -> Self {
-        ObserveLayer { sink }
+        ObserveLayer {
+            shared: Arc::new(Shared {
+                sink,
+                capture_content: false,
+                in_flight: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Keeps the messages of each request and answer in its record
+    /// ([`CompletionRecord::content`]), for sinks that export them. Off by
+    /// default: prompts and answers often hold personal data.
+    pub fn capture_content(self, on: bool) -> Self {
+        ObserveLayer {
+            shared: Arc::new(Shared {
+                sink: self.shared.sink.clone(),
+                capture_content: on,
+                in_flight: OnceLock::new(),
+            }),
+        }
     }
 }
 
@@ -239,7 +306,7 @@ impl<S> Layer<S> for ObserveLayer {
     fn layer(&self, inner: S) -> Observe<S> {
         Observe {
             inner,
-            sink: self.sink.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -248,7 +315,7 @@ impl<S> Layer<S> for ObserveLayer {
 #[derive(Clone)]
 pub struct Observe<S> {
     inner: S,
-    sink: Arc<dyn RecordSink>,
+    shared: Arc<Shared>,
 }
 
 impl<S> Service<ChatRequest> for Observe<S>
@@ -263,8 +330,8 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: ChatRequest) -> Self::Future {
-        let draft = Draft::new(&req, self.sink.clone());
+    fn call(&mut self, mut req: ChatRequest) -> Self::Future {
+        let draft = Draft::new(&mut req, &self.shared);
         ResponseFuture {
             inner: self.inner.call(req),
             draft: Some(draft),
@@ -284,8 +351,8 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: EmbeddingRequest) -> Self::Future {
-        let draft = Draft::for_embedding(&req, self.sink.clone());
+    fn call(&mut self, mut req: EmbeddingRequest) -> Self::Future {
+        let draft = Draft::for_embedding(&mut req, &self.shared);
         EmbeddingFuture {
             inner: self.inner.call(req),
             draft: Some(draft),
@@ -329,6 +396,7 @@ where
                     r.attempts = out.meta.attempts;
                     r.fallbacks = out.meta.fallbacks;
                     r.upstream_latency = out.meta.extensions.get::<UpstreamLatency>().map(|u| u.0);
+                    r.overhead = r.upstream_latency.map(|u| r.latency.saturating_sub(u));
                     match out.meta.extensions.get::<CallCost>() {
                         Some(cost) => {
                             r.usage = Some(cost.usage.clone());
@@ -351,6 +419,11 @@ where
 /// Everything known about a request before its answer.
 struct Draft {
     sink: Arc<dyn RecordSink>,
+    in_flight: ::metrics::Gauge,
+    trace: SpanIds,
+    request_trace: trace::RequestTrace,
+    params: RequestParams,
+    capture_content: bool,
     request_id: Arc<str>,
     call_type: &'static str,
     model: String,
@@ -365,39 +438,53 @@ struct Draft {
 }
 
 impl Draft {
-    fn new(req: &ChatRequest, sink: Arc<dyn RecordSink>) -> Self {
-        let mut d = Draft::from_parts(&req.extensions, sink, "chat", &req.model, req.user.clone());
+    fn new(req: &mut ChatRequest, shared: &Shared) -> Self {
+        let model = req.model.clone();
+        let user = req.user.clone();
+        let mut d = Draft::from_parts(&mut req.extensions, shared, "chat", model, user);
+        d.params = RequestParams::of(req.body());
         d.body = Some(req.shared_body().clone());
         d.stream = req.is_stream();
         d
     }
 
-    fn for_embedding(req: &EmbeddingRequest, sink: Arc<dyn RecordSink>) -> Self {
-        Draft::from_parts(
-            &req.extensions,
-            sink,
-            "embedding",
-            &req.model,
-            req.user.clone(),
-        )
+    fn for_embedding(req: &mut EmbeddingRequest, shared: &Shared) -> Self {
+        let model = req.model.clone();
+        let user = req.user.clone();
+        Draft::from_parts(&mut req.extensions, shared, "embedding", model, user)
     }
 
     fn from_parts(
-        ext: &http::Extensions,
-        sink: Arc<dyn RecordSink>,
+        ext: &mut http::Extensions,
+        shared: &Shared,
         call_type: &'static str,
-        model: &str,
+        model: String,
         end_user: Option<String>,
     ) -> Self {
         let started = ext.get::<Received>().map_or_else(Instant::now, |r| r.0);
         let elapsed = started.elapsed();
+        let request_id = ext
+            .get::<RequestId>()
+            .map_or_else(|| RequestId::generate().0, |r| r.0.clone());
+        let trace = trace::RequestTrace::new(
+            ext.get::<TraceParent>(),
+            request_id.clone(),
+            shared.sink.clone(),
+        );
+        let ids = trace.ids();
+        ext.insert(trace.clone());
+        let in_flight = shared.in_flight().clone();
+        in_flight.increment(1.0);
         Draft {
-            sink,
-            request_id: ext
-                .get::<RequestId>()
-                .map_or_else(|| RequestId::generate().0, |r| r.0.clone()),
+            sink: shared.sink.clone(),
+            in_flight,
+            trace: ids,
+            request_trace: trace,
+            params: RequestParams::default(),
+            capture_content: shared.capture_content,
+            request_id,
             call_type,
-            model: model.to_owned(),
+            model,
             end_user,
             body: None,
             stream: false,
@@ -435,20 +522,40 @@ impl Draft {
             tags: self.tags.clone(),
             end_user: self.end_user.clone(),
             identity: self.identity.clone(),
+            trace: self.trace,
+            overhead: None,
+            params: self.params.clone(),
+            content: None,
         }
     }
 
     fn failure(&self, err: &Error) -> CompletionRecord {
         let mut r = self.record(RecordStatus::Failure, err.status().as_u16());
-        r.error = Some(RecordError {
-            class: err.kind().litellm_class(),
-            message: err.message().to_owned(),
-            provider: err.provider().map(str::to_owned),
-        });
+        r.error = Some(RecordError::of(err));
+        r.deployment = self.request_trace.0.last.load_full();
+        r.attempts = err.attempts().max(u32::from(r.deployment.is_some()));
+        r.fallbacks = err.fallbacks();
+        r.content = self.content(None);
         r
     }
 
+    /// The messages, when content is kept.
+    fn content(&self, output: Option<serde_json::Value>) -> Option<Arc<RecordContent>> {
+        if !self.capture_content {
+            return None;
+        }
+        let body = self.body.as_ref()?;
+        let mut input = serde_json::to_value(&body.messages).unwrap_or_default();
+        log::truncate_payloads(&mut input);
+        let output = output.map(|mut o| {
+            log::truncate_payloads(&mut o);
+            o
+        });
+        Some(Arc::new(RecordContent { input, output }))
+    }
+
     fn emit(self, record: CompletionRecord) {
+        self.in_flight.decrement(1.0);
         self.sink.record(&record);
     }
 }
@@ -493,6 +600,11 @@ where
             Ok(mut resp) => {
                 let mut record = draft.record(RecordStatus::Success, 200);
                 fill_meta(&mut record, &resp);
+                record.overhead = Some(
+                    record
+                        .latency
+                        .saturating_sub(record.upstream_latency.unwrap_or_default()),
+                );
                 match &mut resp.body {
                     ChatBody::Complete(c) => {
                         record.usage.clone_from(&c.usage);
@@ -506,6 +618,9 @@ where
                             .first()
                             .and_then(|ch| ch.finish_reason.as_ref())
                             .map(|f| f.as_str().to_owned());
+                        if draft.capture_content {
+                            record.content = draft.content(serde_json::to_value(&c.choices).ok());
+                        }
                         draft.emit(record);
                     }
                     ChatBody::Stream(s) => {
@@ -602,6 +717,9 @@ impl StreamObserver for StreamRecorder {
             }
         }
         let completion = agg.finish();
+        if draft.capture_content {
+            record.content = draft.content(serde_json::to_value(&completion.choices).ok());
+        }
         record.finish_reason = completion
             .choices
             .first()
@@ -694,6 +812,35 @@ mod tests {
         assert!(recs[0].usage_estimated);
         let u = recs[0].usage.as_ref().unwrap();
         assert!(u.completion_tokens > 0 && u.prompt_tokens > 0, "{u:?}");
+    }
+
+    #[tokio::test]
+    async fn content_is_kept_only_when_asked_and_traces_are_numbered() {
+        let sink = Arc::new(Collect::default());
+        let body = r#"{"model":"m","messages":[{"role":"user","content":"secret plans"}],"mock_response":"ok"}"#;
+        let svc = ObserveLayer::new(sink.clone()).layer(Mock::new(MockConfig::new("mock/m")));
+        svc.oneshot(req(body)).await.unwrap();
+        let svc = ObserveLayer::new(sink.clone())
+            .capture_content(true)
+            .layer(Mock::new(MockConfig::new("mock/m")));
+        let mut r = req(body);
+        r.extensions.insert(
+            TraceParent::parse(
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                None,
+            )
+            .unwrap(),
+        );
+        svc.oneshot(r).await.unwrap();
+        let recs = sink.0.lock().unwrap();
+        assert!(recs[0].content.is_none());
+        assert_ne!(recs[0].trace.trace_id, 0);
+        assert_eq!(recs[0].trace.parent_span_id, None);
+        let c = recs[1].content.as_ref().unwrap();
+        assert_eq!(c.input[0]["content"], "secret plans");
+        assert_eq!(c.output.as_ref().unwrap()[0]["message"]["content"], "ok");
+        assert_eq!(recs[1].trace.trace_id, 0x0af7651916cd43dd8448eb211c80319c);
+        assert_eq!(recs[1].trace.parent_span_id, Some(0xb7ad6b7169203331));
     }
 
     #[tokio::test]

@@ -350,7 +350,8 @@ async fn chat_call<P: Protocol>(
             .await
             .map_err(|_| Error::timeout(timeout_kind))??;
     }
-    let http_req = inner.protocol.chat_request(&req)?;
+    let mut http_req = inner.protocol.chat_request(&req)?;
+    propagate_trace(&req.extensions, &mut http_req);
     let started = Instant::now();
     let resp = tokio::time::timeout_at(deadline, inner.client.send(http_req))
         .await
@@ -424,6 +425,23 @@ async fn embed_call<P: Protocol>(
     out.meta.deployment = Some(inner.info.clone());
     out.meta.attempts = 1;
     Ok(out)
+}
+
+/// Sends the attempt's trace context upstream (`traceparent`, `tracestate`).
+fn propagate_trace(ext: &http::Extensions, req: &mut http::Request<Bytes>) {
+    let Some(crate::observe::trace::UpstreamTrace(tp)) = ext.get() else {
+        return;
+    };
+    if let Ok(v) = http::HeaderValue::from_str(&tp.to_header()) {
+        req.headers_mut().insert(header("traceparent"), v);
+    }
+    if let Some(v) = tp
+        .tracestate
+        .as_deref()
+        .and_then(|s| http::HeaderValue::from_str(s).ok())
+    {
+        req.headers_mut().insert(header("tracestate"), v);
+    }
 }
 
 /// How long the upstream took (to the response head for streams, to the last byte otherwise).

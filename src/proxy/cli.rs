@@ -238,6 +238,11 @@ pub fn main() -> ExitCode {
         let _health = gateway
             .health_check_interval
             .map(|every| crate::router::health::spawn_checks(gateway.router.clone(), every));
+        let _upkeep = gateway
+            .metrics
+            .as_ref()
+            .map(super::observability::spawn_upkeep);
+        let callbacks = gateway.callbacks.map(|r| r.spawn());
         let models: Vec<String> = gateway.router.models().into_iter().map(|m| m.id).collect();
         tracing::info!(models = ?models, "serving {} model name(s)", models.len());
         println!("tollgate listening on http://{local}");
@@ -246,6 +251,7 @@ pub fn main() -> ExitCode {
             ..ServerConfig::default()
         };
         let limits = gateway.limits.clone();
+        let grace = server_config.grace;
         server::serve(
             listener,
             gateway.service,
@@ -259,6 +265,10 @@ pub fn main() -> ExitCode {
             .is_err()
         {
             tracing::error!("some budget settlements could not be recorded before exit");
+        }
+        if let Some(workers) = callbacks {
+            // Deliver what the callbacks still hold (bounded by the grace period).
+            workers.shutdown(grace.min(Duration::from_secs(10))).await;
         }
         ExitCode::SUCCESS
     })

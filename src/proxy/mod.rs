@@ -8,6 +8,7 @@ pub mod build;
 pub mod cli;
 pub mod config;
 pub mod limits;
+pub mod observability;
 mod routes;
 pub mod server;
 pub mod settings;
@@ -66,6 +67,7 @@ pub struct ProxyService {
     models: usize,
     auth: Arc<dyn Authenticate>,
     routes: Arc<routes::Routes>,
+    metrics: Option<observability::MetricsEndpoint>,
 }
 
 /// Options of a gateway that do not come from the config file.
@@ -120,6 +122,12 @@ pub struct Gateway {
     pub health_check_interval: Option<std::time::Duration>,
     /// Budgets and rate limits (flush them on shutdown).
     pub limits: limits::LimitsSetup,
+    /// Callback workers to start inside the runtime (`CallbackRunner::spawn`).
+    pub callbacks: Option<crate::observe::callback::CallbackRunner>,
+    /// The callback queue, when callbacks are configured.
+    pub callback_queue: Option<crate::observe::CallbackQueue>,
+    /// `/metrics`, when the `prometheus` callback is on.
+    pub metrics: Option<observability::MetricsEndpoint>,
 }
 
 impl Gateway {
@@ -156,7 +164,12 @@ impl Gateway {
             .general_settings
             .allow_client_side_credentials
             .unwrap_or(false);
-        let observe = ObserveLayer::new(sink);
+        let obs = observability::build(config, env, &client)?;
+        let sink: Arc<dyn RecordSink> = match &obs.sink {
+            Some(extra) => Arc::new(crate::observe::FanOut(vec![sink, extra.clone()])),
+            None => sink,
+        };
+        let observe = ObserveLayer::new(sink).capture_content(obs.capture_content);
         let retry = RetryLayer::new(settings::retry_policy(config)?);
         let fallbacks = settings::fallback_config(config)?;
         let limits = limits::build(config, env, &router, &fallbacks, Arc::new(NoHistory), None)?;
@@ -190,9 +203,13 @@ impl Gateway {
                     router: router.clone(),
                     config: Arc::new(config.clone()),
                 }),
+                metrics: obs.metrics.clone(),
             },
             router,
-            warnings: built.warnings,
+            warnings: built.warnings.into_iter().chain(obs.warnings).collect(),
+            callbacks: obs.runner,
+            callback_queue: obs.queue,
+            metrics: obs.metrics,
             has_master_key: config
                 .general_settings
                 .master_key
@@ -239,6 +256,11 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let path = req.uri().path();
         let get = req.method() == Method::GET || req.method() == Method::HEAD;
+        if let Some(metrics) =
+            observability::serve(self.metrics.as_ref(), &self.auth, path, get, req.headers())
+        {
+            return Box::pin(async move { Ok(metrics.await) });
+        }
         let quick = match path {
             // LiteLLM spells it "liveliness"; "liveness" is the Kubernetes word.
             "/health/liveliness" | "/health/liveness" if get => Some(json_response(

@@ -235,6 +235,7 @@ pub struct DeploymentStats {
     ttft: Mutex<Ewma>,
     pub(crate) health: Mutex<Health>,
     pub(crate) last_check: Mutex<Option<super::health::CheckResult>>,
+    pub(crate) metrics: crate::observe::metrics::DeploymentMetrics,
 }
 
 impl Default for DeploymentStats {
@@ -251,6 +252,7 @@ impl Default for DeploymentStats {
             ttft: Mutex::default(),
             health: Mutex::default(),
             last_check: Mutex::default(),
+            metrics: Default::default(),
         }
     }
 }

@@ -145,6 +145,14 @@ pub async fn check(deployment: &Deployment, interval: Duration) -> Option<CheckR
             None => h.unhealthy_until = None,
         }
     }
+    deployment.stats.metrics.set_state(
+        &deployment.info,
+        if error.is_some() {
+            crate::observe::metrics::DeploymentState::CompleteOutage
+        } else {
+            crate::observe::metrics::DeploymentState::Healthy
+        },
+    );
     let result = CheckResult {
         at_ms: now_ms(),
         error,

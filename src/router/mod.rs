@@ -600,13 +600,16 @@ fn record_failure(router: &Router, group: &ModelGroup, stats: &DeploymentStats, 
         .then(|| h.remaining(now))
         .flatten()
     };
-    if let (Some(left), Some(sink)) = (cooled, router.state.cooldown_sink.get())
+    if let Some(left) = cooled
         && let Some(d) = group
             .deployments
             .iter()
             .find(|d| std::ptr::eq(d.stats(), stats))
     {
-        sink.cooled_down(&d.info.id, left);
+        stats.metrics.cooled_down(&d.info, err);
+        if let Some(sink) = router.state.cooldown_sink.get() {
+            sink.cooled_down(&d.info.id, left);
+        }
     }
 }
 
@@ -675,9 +678,17 @@ impl Service<ChatRequest> for Router {
             let info = deployment.info.clone();
             let id = info.id.clone();
             let stream = req.is_stream();
+            let attempt = crate::observe::Attempt::begin(&mut req, &info);
             match service.oneshot(req).await {
                 Ok(mut resp) => {
                     resp.meta.deployment = Some(info);
+                    let attempt = match &resp.body {
+                        ChatBody::Complete(_) => {
+                            attempt.completed(&resp, &guard.stats().metrics);
+                            None
+                        }
+                        ChatBody::Stream(_) => Some(attempt.stream(&resp)),
+                    };
                     match &mut resp.body {
                         ChatBody::Complete(c) => {
                             guard.finish(
@@ -695,12 +706,14 @@ impl Service<ChatRequest> for Router {
                                 requested,
                                 first_token: !stream,
                                 usage: None,
+                                attempt,
                             });
                         }
                     }
                     Ok(resp)
                 }
                 Err(err) => {
+                    attempt.failed(&err, &guard.stats().metrics);
                     record_failure(&router, group, guard.stats(), &err);
                     drop(guard);
                     let alternatives = others_available(group, &id);
@@ -725,19 +738,22 @@ struct Watch {
     requested: String,
     first_token: bool,
     usage: Option<(u64, u64)>,
+    attempt: Option<crate::observe::StreamAttempt>,
 }
 
 impl StreamObserver for Watch {
     fn on_chunk(&mut self, chunk: &mut ChatChunk) {
+        let token = chunk.choices.iter().any(|c| {
+            c.delta.content.as_deref().is_some_and(|t| !t.is_empty())
+                || c.delta.tool_calls.is_some()
+                || c.delta.reasoning_content.is_some()
+                || c.delta.refusal.is_some()
+        });
+        if let Some(a) = &mut self.attempt {
+            a.on_chunk(chunk, token);
+        }
         chunk.model.clone_from(&self.requested);
-        if !self.first_token
-            && chunk.choices.iter().any(|c| {
-                c.delta.content.as_deref().is_some_and(|t| !t.is_empty())
-                    || c.delta.tool_calls.is_some()
-                    || c.delta.reasoning_content.is_some()
-                    || c.delta.refusal.is_some()
-            })
-        {
+        if !self.first_token && token {
             self.first_token = true;
             self.guard
                 .stats()
@@ -749,6 +765,9 @@ impl StreamObserver for Watch {
     }
 
     fn on_end(self, end: StreamEnd<'_>) {
+        if let Some(a) = self.attempt {
+            a.on_end(&end, &self.guard.stats().metrics);
+        }
         match end {
             StreamEnd::Completed => {
                 self.guard

@@ -53,6 +53,8 @@ pub struct ProxyConfig {
     pub general_settings: GeneralSettings,
     /// `environment_variables` (used to resolve `os.environ/` and provider keys).
     pub environment_variables: BTreeMap<String, String>,
+    /// `callback_settings` (named callbacks and their settings).
+    pub callback_settings: serde_json::Map<String, Value>,
 }
 
 /// One `model_list` entry.
@@ -658,6 +660,8 @@ struct Typed {
     router_settings: Option<RouterSettings>,
     #[serde(default)]
     general_settings: Option<GeneralSettings>,
+    #[serde(default)]
+    callback_settings: Option<serde_json::Map<String, Value>>,
 }
 
 fn typed(json: Value, positions: &HashMap<String, tree::Pos>) -> Result<ProxyConfig, ConfigError> {
@@ -681,6 +685,7 @@ fn typed(json: Value, positions: &HashMap<String, tree::Pos>) -> Result<ProxyCon
         router_settings: typed.router_settings.unwrap_or_default(),
         general_settings: typed.general_settings.unwrap_or_default(),
         environment_variables: BTreeMap::new(),
+        callback_settings: typed.callback_settings.unwrap_or_default(),
     })
 }
 

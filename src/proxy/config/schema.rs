@@ -32,7 +32,7 @@ pub const TOP: &[(&str, Support)] = &[
     ("files_settings", Later),
     ("assistant_settings", Later),
     ("finetune_settings", Later),
-    ("callback_settings", Later),
+    ("callback_settings", Yes),
     ("prompts", Later),
 ];
 
@@ -133,9 +133,9 @@ pub const LITELLM_SETTINGS: &[(&str, Support)] = &[
     ("context_window_fallbacks", Yes),
     ("content_policy_fallbacks", Yes),
     ("default_fallbacks", Yes),
-    ("success_callback", Later),
-    ("failure_callback", Later),
-    ("callbacks", Later),
+    ("success_callback", Yes),
+    ("failure_callback", Yes),
+    ("callbacks", Yes),
     ("service_callback", Later),
     ("callback_settings", Later),
     ("cache", Later),
@@ -150,7 +150,7 @@ pub const LITELLM_SETTINGS: &[(&str, Support)] = &[
     ("default_key_generate_params", Later),
     ("upperbound_key_generate_params", Later),
     ("key_generation_settings", Later),
-    ("turn_off_message_logging", Later),
+    ("turn_off_message_logging", Yes),
     ("redact_user_api_key_info", Later),
     ("redact_messages_in_exceptions", Later),
     ("telemetry", Later),
@@ -175,7 +175,11 @@ pub const LITELLM_SETTINGS: &[(&str, Support)] = &[
     ("disable_token_counter", Later),
     // `/v1/messages` to a non-Anthropic deployment always goes through chat/completions.
     ("use_chat_completions_url_for_anthropic_messages", Yes),
-    ("require_auth_for_metrics_endpoint", Later),
+    ("require_auth_for_metrics_endpoint", Yes),
+    // tollgate's own: identity labels on request metrics (`api_key_alias`, `team`, `user`).
+    ("prometheus_metrics_labels", Yes),
+    // tollgate's own: records each callback's queue holds before it drops (default 10000).
+    ("callback_queue_size", Yes),
 ];
 
 /// `router_settings` keys.
