@@ -5,6 +5,7 @@
 //! Compiled with the `proxy` feature (on by default).
 
 pub mod build;
+mod cache;
 pub mod cli;
 pub mod config;
 mod routes;
@@ -12,6 +13,7 @@ pub mod server;
 pub mod settings;
 
 use crate::auth::{Authenticate, MasterKey, NoAuth};
+use crate::cache::Cache;
 use crate::edge::{EdgeBody, EdgeConfig, HttpEdge};
 use crate::error::BoxError;
 use crate::fallback::{Fallback, FallbackLayer};
@@ -30,10 +32,10 @@ use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
 /// The chat stack the proxy serves.
-pub type ChatStack = Observe<Fallback<Retry<Router>>>;
+pub type ChatStack = Observe<Cache<Fallback<Retry<Router>>>>;
 
 /// The proxy's edge.
-pub type ProxyEdge = HttpEdge<ChatStack, Observe<Router>>;
+pub type ProxyEdge = HttpEdge<ChatStack, Observe<Cache<Router>>>;
 
 /// Process-wide state of a running proxy.
 #[derive(Debug, Default)]
@@ -152,9 +154,13 @@ impl Gateway {
         let observe = ObserveLayer::new(sink);
         let retry = RetryLayer::new(settings::retry_policy(config)?);
         let fallback = FallbackLayer::new(settings::fallback_config(config)?);
-        let chat = observe.layer(fallback.layer(retry.layer(router.clone())));
+        let mut cache = cache::configure(config, env)?;
+        let mut warnings = built.warnings;
+        warnings.append(&mut cache.warnings);
+        let cached = cache.cache.layer();
+        let chat = observe.layer(cached.layer(fallback.layer(retry.layer(router.clone()))));
         let edge = HttpEdge::builder(chat)
-            .embeddings(observe.layer(router.clone()))
+            .embeddings(observe.layer(cached.layer(router.clone())))
             .catalog(router.clone())
             .auth_arc(auth.clone())
             .config(edge_config)
@@ -168,10 +174,11 @@ impl Gateway {
                 routes: Arc::new(routes::Routes {
                     router: router.clone(),
                     config: Arc::new(config.clone()),
+                    cache: Arc::new(cache),
                 }),
             },
             router,
-            warnings: built.warnings,
+            warnings,
             has_master_key: config
                 .general_settings
                 .master_key
@@ -234,7 +241,7 @@ where
                     serde_json::json!({
                         "status": "healthy",
                         "db": "not connected",
-                        "cache": null,
+                        "cache": self.routes.cache.enabled.then(|| self.routes.cache.cache.backend_name()),
                         "models": self.models,
                         "tollgate_version": env!("CARGO_PKG_VERSION"),
                     }),
