@@ -662,7 +662,12 @@ fn zero_cost(usage: Usage) -> CallCost {
 fn chat_hit(c: ChatCompletion, key: CacheKey, age: Duration, stream: bool) -> ChatResponse {
     let cost = zero_cost(c.usage.clone().unwrap_or_default());
     let mut resp = if stream {
-        let mut r = ChatResponse::stream(ChatStream::from_chunks(entry::replay(&c)));
+        let mut chunks = entry::replay(&c);
+        // Like a priced stream, the usage chunk tells its cost: nothing.
+        if let Some(u) = chunks.last_mut().and_then(|ch| ch.usage.as_mut()) {
+            let _ = u.extra.insert("cost", &Usd::ZERO);
+        }
+        let mut r = ChatResponse::stream(ChatStream::from_chunks(chunks));
         r.meta.extensions.insert(StreamCost::settled(cost));
         r
     } else {
