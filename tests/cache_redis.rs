@@ -226,13 +226,17 @@ async fn streams_are_stored_and_replayed_through_redis() {
             agg.push(&c);
             last = Some(c);
         }
-        (agg.finish(), last.unwrap())
+        let mut c = agg.finish();
+        // A replay states its cost ($0) in the usage chunk; the answer is the same.
+        let cost = c.usage.as_mut().and_then(|u| u.extra.remove("cost"));
+        (c, last.unwrap(), cost.map(|c| c.get().to_owned()))
     };
-    let (original, _) = collect(ask(&a, streamed()).await).await;
+    let (original, _, _) = collect(ask(&a, streamed()).await).await;
     let replay = ask(&b, streamed()).await;
     assert!(hit(&replay).is_some());
-    let (replayed, last) = collect(replay).await;
+    let (replayed, last, cost) = collect(replay).await;
     assert_eq!(replayed, original);
+    assert_eq!(cost.as_deref(), Some("0.0"));
     assert_eq!(replayed.text(), Some("one two three four"));
     assert!(last.is_usage_only());
     assert_eq!(up.calls(), 1);

@@ -35,6 +35,7 @@ pub trait CacheBackend: Send + Sync + 'static {
 }
 
 /// An error of a cache backend (never shown to API clients).
+#[cfg_attr(not(any(feature = "redis", test)), allow(dead_code))]
 pub(crate) fn unavailable(what: impl Into<std::borrow::Cow<'static, str>>) -> Error {
     Error::new(ErrorKind::ServiceUnavailable, what)
 }
