@@ -79,6 +79,12 @@ impl StreamCost {
     pub fn get(&self) -> Option<&CallCost> {
         self.0.get()
     }
+
+    /// A slot that is already filled (a stream whose cost is known up front,
+    /// such as one replayed from the response cache).
+    pub fn settled(cost: CallCost) -> Self {
+        StreamCost(Arc::new(OnceLock::from(cost)))
+    }
 }
 
 struct Pricing {

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod auth;
+pub mod cache;
 pub mod client;
 pub mod context;
 pub mod cost;

@@ -747,6 +747,7 @@ static X_OVERHEAD: HeaderName = HeaderName::from_static("x-litellm-overhead-dura
 static X_RETRIES: HeaderName = HeaderName::from_static("x-litellm-attempted-retries");
 static X_FALLBACKS: HeaderName = HeaderName::from_static("x-litellm-attempted-fallbacks");
 static X_RESPONSE_COST: HeaderName = HeaderName::from_static("x-litellm-response-cost");
+static X_CACHE_KEY: HeaderName = HeaderName::from_static("x-litellm-cache-key");
 
 fn header_value(s: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(s).ok()
@@ -787,6 +788,11 @@ fn common_headers(h: &mut HeaderMap, ex: &Exchange, meta: Option<&ResponseMeta>)
         for (name, value) in extra {
             h.insert(name.clone(), value.clone());
         }
+    }
+    if let Some(hit) = meta.extensions.get::<crate::cache::CacheHit>()
+        && let Some(v) = header_value(&hit.key.to_hex())
+    {
+        h.insert(X_CACHE_KEY.clone(), v);
     }
     for (name, value) in &meta.upstream_headers {
         if let Ok(n) = HeaderName::from_bytes(format!("llm_provider-{}", name.as_str()).as_bytes())

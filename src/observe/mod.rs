@@ -397,6 +397,11 @@ where
                     r.fallbacks = out.meta.fallbacks;
                     r.upstream_latency = out.meta.extensions.get::<UpstreamLatency>().map(|u| u.0);
                     r.overhead = r.upstream_latency.map(|u| r.latency.saturating_sub(u));
+                    r.cache_hit = out
+                        .meta
+                        .extensions
+                        .get::<crate::cache::CacheHit>()
+                        .is_some();
                     match out.meta.extensions.get::<CallCost>() {
                         Some(cost) => {
                             r.usage = Some(cost.usage.clone());
@@ -649,6 +654,11 @@ fn fill_meta(record: &mut CompletionRecord, resp: &ChatResponse) {
     record.attempts = resp.meta.attempts;
     record.fallbacks = resp.meta.fallbacks;
     record.upstream_latency = resp.meta.extensions.get::<UpstreamLatency>().map(|u| u.0);
+    record.cache_hit = resp
+        .meta
+        .extensions
+        .get::<crate::cache::CacheHit>()
+        .is_some();
 }
 
 struct StreamRecorder {

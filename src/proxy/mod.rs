@@ -5,6 +5,7 @@
 //! Compiled with the `proxy` feature (on by default).
 
 pub mod build;
+mod cache;
 pub mod cli;
 pub mod config;
 pub mod limits;
@@ -14,6 +15,7 @@ pub mod server;
 pub mod settings;
 
 use crate::auth::{Authenticate, MasterKey, NoAuth};
+use crate::cache::Cache;
 use crate::edge::{EdgeBody, EdgeConfig, HttpEdge};
 use crate::error::BoxError;
 use crate::fallback::{Fallback, FallbackLayer};
@@ -33,10 +35,10 @@ use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
 /// The chat stack the proxy serves.
-pub type ChatStack = Observe<RateLimit<Budget<Fallback<Retry<Router>>>>>;
+pub type ChatStack = Observe<RateLimit<Budget<Cache<Fallback<Retry<Router>>>>>>;
 
 /// The embeddings stack the proxy serves.
-pub type EmbeddingStack = Observe<RateLimit<Budget<Router>>>;
+pub type EmbeddingStack = Observe<RateLimit<Budget<Cache<Router>>>>;
 
 /// The proxy's edge.
 pub type ProxyEdge = HttpEdge<ChatStack, EmbeddingStack>;
@@ -184,9 +186,14 @@ impl Gateway {
             limits.scopes.clone(),
         );
         let fallback = FallbackLayer::new(fallbacks);
-        let chat =
-            observe.layer(rate.layer(budget.layer(fallback.layer(retry.layer(router.clone())))));
-        let embeddings = observe.layer(rate.layer(budget.layer(router.clone())));
+        let mut cache = cache::configure(config, env)?;
+        let mut warnings = built.warnings;
+        warnings.append(&mut cache.warnings);
+        let cached = cache.cache.layer();
+        let chat = observe.layer(
+            rate.layer(budget.layer(cached.layer(fallback.layer(retry.layer(router.clone()))))),
+        );
+        let embeddings = observe.layer(rate.layer(budget.layer(cached.layer(router.clone()))));
         let edge = HttpEdge::builder(chat)
             .embeddings(embeddings)
             .catalog(router.clone())
@@ -202,11 +209,12 @@ impl Gateway {
                 routes: Arc::new(routes::Routes {
                     router: router.clone(),
                     config: Arc::new(config.clone()),
+                    cache: Arc::new(cache),
                 }),
                 metrics: obs.metrics.clone(),
             },
             router,
-            warnings: built.warnings.into_iter().chain(obs.warnings).collect(),
+            warnings: warnings.into_iter().chain(obs.warnings).collect(),
             callbacks: obs.runner,
             callback_queue: obs.queue,
             metrics: obs.metrics,
@@ -278,7 +286,7 @@ where
                     serde_json::json!({
                         "status": "healthy",
                         "db": "not connected",
-                        "cache": null,
+                        "cache": self.routes.cache.enabled.then(|| self.routes.cache.cache.backend_name()),
                         "models": self.models,
                         "tollgate_version": env!("CARGO_PKG_VERSION"),
                     }),

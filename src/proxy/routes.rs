@@ -29,12 +29,13 @@ pub(crate) fn is_route(path: &str) -> bool {
     matches!(
         path,
         "/model/info" | "/v1/model/info" | "/utils/token_counter" | "/spend/calculate" | "/health"
-    )
+    ) || super::cache::is_route(path)
 }
 
 pub(crate) struct Routes {
     pub(crate) router: Router,
     pub(crate) config: Arc<ProxyConfig>,
+    pub(crate) cache: Arc<super::cache::Configured>,
 }
 
 fn json_ok(body: &Value) -> http::Response<EdgeBody> {
@@ -224,6 +225,10 @@ impl Routes {
         B::Error: Into<BoxError>,
     {
         match (method, path) {
+            (_, p) if super::cache::is_route(p) => {
+                let bytes = read_json(body, 1 << 20).await?;
+                super::cache::handle(&self.cache, identity, method, path, bytes).await
+            }
             (&Method::GET, "/model/info" | "/v1/model/info") => {
                 let data: Vec<Value> = self
                     .config

@@ -95,6 +95,8 @@ wire_object! {
             pub api_base: String = "api_base",
             /// Alias of `api_base`.
             pub base_url: String = "base_url",
+            /// Per-request cache controls (see [`crate::cache`]).
+            pub cache: Value = "cache",
         }
     }
 }
@@ -116,6 +118,7 @@ impl EmbeddingRequestBody {
             api_key: None,
             api_base: None,
             base_url: None,
+            cache: None,
             extra: Default::default(),
         }
     }
