@@ -279,7 +279,9 @@ async fn delete_and_flush_touch_only_this_cache() {
     assert_eq!(kept.as_deref(), Some("keep me"), "flush is not FLUSHALL");
 }
 
-/// Requests through a cache whose Redis does not answer: all served, each fast.
+/// Requests through a cache whose Redis does not answer: all served, none
+/// held for long. The bounds are generous (the configured timeouts are a
+/// fraction of them) so a loaded CI machine does not trip them; a hang would.
 async fn served_despite(backend: RedisBackend, what: &str) {
     let up = Upstream::new();
     let cache = ResponseCache::new(backend, CacheConfig::default());
@@ -291,14 +293,14 @@ async fn served_despite(backend: RedisBackend, what: &str) {
         assert!(hit(&r).is_none());
         assert!(r.completion().unwrap().text().is_some());
         assert!(
-            one.elapsed() < Duration::from_millis(1_500),
+            one.elapsed() < Duration::from_secs(5),
             "{what}: request {i} took {:?}",
             one.elapsed()
         );
     }
     assert_eq!(up.calls(), 20);
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(20),
         "{what}: 20 requests took {:?}",
         started.elapsed()
     );
