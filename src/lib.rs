@@ -18,6 +18,8 @@ pub mod retry;
 pub mod router;
 pub mod secret;
 pub mod sse;
+#[cfg(feature = "sql")]
+pub mod store;
 pub mod stream;
 pub mod timeout;
 pub mod tokens;

@@ -63,6 +63,7 @@ fn key_line(max: Usd) -> BudgetLine {
         max_budget: Some(max),
         soft_budget: None,
         window: None,
+        budget_start: 0,
     }
 }
 
@@ -273,6 +274,7 @@ async fn per_model_and_global_budgets_apply_too() {
         max_budget: Some(Usd::from_f64(1000.0).unwrap()),
         soft_budget: None,
         window: None,
+        budget_start: 0,
     };
     assert_eq!(
         ledger.balance(&global).await.unwrap().spent,

@@ -45,6 +45,7 @@ fn line(max: f64) -> BudgetLine {
         max_budget: Some(usd(max)),
         soft_budget: None,
         window: None,
+        budget_start: 0,
     }
 }
 

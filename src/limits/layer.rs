@@ -135,6 +135,7 @@ fn budget_lines(subjects: &[Subject], model: &str) -> Vec<BudgetLine> {
                 max_budget: l.max_budget,
                 soft_budget: l.soft_budget,
                 window: l.budget_window.map(|w| (w, s.budget_anchor)),
+                budget_start: s.budget_anchor,
             });
         }
         if let Some(mb) = l.model_budgets.get(model) {
@@ -145,6 +146,7 @@ fn budget_lines(subjects: &[Subject], model: &str) -> Vec<BudgetLine> {
                 max_budget: Some(mb.max_budget),
                 soft_budget: None,
                 window: mb.window.map(|w| (w, s.budget_anchor)),
+                budget_start: s.budget_anchor,
             });
         }
     }

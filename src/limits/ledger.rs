@@ -29,15 +29,23 @@ pub struct BudgetLine {
     pub soft_budget: Option<Usd>,
     /// The window and its anchor (Unix seconds), if the budget resets.
     pub window: Option<(BudgetWindow, u64)>,
+    /// When the budget (re)started (Unix seconds; 0: never reset). A spend
+    /// reset moves it, which starts a fresh line.
+    pub budget_start: u64,
 }
 
 impl BudgetLine {
     /// The storage name of the line (scope, model).
     pub fn storage_key(&self) -> String {
-        match &self.model {
-            None => self.scope.storage_key(),
-            Some(m) => format!("{}:model:{m}", self.scope.storage_key()),
+        let mut key = self.scope.storage_key();
+        if self.budget_start != 0 {
+            key.push_str(&format!("@{}", self.budget_start));
         }
+        if let Some(m) = &self.model {
+            key.push_str(":model:");
+            key.push_str(m);
+        }
+        key
     }
 
     /// The window containing `now_secs`, if the budget resets.
@@ -182,6 +190,7 @@ pub(crate) type SoftHook = Arc<dyn Fn(&SoftCrossing) + Send + Sync>;
 ///     max_budget: Some(Usd::from_f64(1.0).unwrap()),
 ///     soft_budget: None,
 ///     window: None,
+///     budget_start: 0,
 /// };
 /// let lines: Arc<[BudgetLine]> = Arc::from(vec![line.clone()]);
 /// let r = ledger.reserve(lines.clone(), Usd::from_f64(0.75).unwrap()).await.unwrap();
@@ -463,6 +472,7 @@ mod tests {
             max_budget: Some(usd(max)),
             soft_budget: None,
             window,
+            budget_start: 0,
         }
     }
 

@@ -5,6 +5,7 @@
 //! tollgate --model openai/gpt-4o            # no config file
 //! tollgate                                  # the built-in demo (mock provider)
 //! tollgate --config config.yaml --check     # validate and exit
+//! tollgate migrate --config config.yaml      # migrate the database and exit
 //! ```
 //!
 //! LiteLLM's spellings (`--num_workers`, `--detailed_debug`) are accepted, so
@@ -59,6 +60,24 @@ pub struct Cli {
     /// A price file (LiteLLM's JSON format) merged over the bundled price table.
     #[arg(long, env = "TOLLGATE_PRICE_FILE")]
     pub price_file: Option<PathBuf>,
+    /// Run without a database: no virtual keys, no spend logs.
+    #[arg(long, env = "TOLLGATE_NO_DATABASE")]
+    pub no_database: bool,
+    /// A subcommand instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Apply the database migrations (of `general_settings.database_url`,
+    /// `DATABASE_URL`, or the SQLite file next to the config) and exit.
+    Migrate {
+        /// LiteLLM-style config file.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
 }
 
 /// The demo served when no config and no model are given.
@@ -161,6 +180,9 @@ pub fn load(cli: &Cli) -> Result<(ProxyConfig, Vec<String>), ConfigError> {
 /// Runs the command line; returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Migrate { config }) = &cli.command {
+        return migrate(&cli, config.as_deref());
+    }
     let (config, warnings) = match load(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -175,20 +197,27 @@ pub fn main() -> ExitCode {
         cli.detailed_debug || config.litellm_settings.set_verbose.unwrap_or(false),
         json,
     );
-    let options = super::GatewayOptions {
-        price_file: cli.price_file.clone(),
-    };
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
-    if let Some(n) = cli.num_workers.filter(|n| *n > 0) {
-        rt.worker_threads(n);
-    }
-    let rt = match rt.build() {
+    let rt = match runtime(&cli) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tollgate: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
+    };
+    let control = if cli.check || cli.no_database {
+        None
+    } else {
+        match rt.block_on(start_control(&config, cli.config.as_deref())) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => {
+                eprintln!("tollgate: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let options = super::GatewayOptions {
+        price_file: cli.price_file.clone(),
+        control: control.clone(),
     };
     // Redis clients and background tasks need the runtime.
     let _entered = rt.enter();
@@ -205,6 +234,11 @@ pub fn main() -> ExitCode {
         tracing::warn!("{w}");
     }
     if cli.check {
+        if let Err(e) = super::control::check_settings(&config, cli.config.as_deref(), &env_lookup)
+        {
+            eprintln!("tollgate: config error: {e}");
+            return ExitCode::from(2);
+        }
         println!(
             "config OK: {} deployment(s), {} model name(s)",
             config.model_list.len(),
@@ -270,6 +304,77 @@ pub fn main() -> ExitCode {
             // Deliver what the callbacks still hold (bounded by the grace period).
             workers.shutdown(grace.min(Duration::from_secs(10))).await;
         }
+        if let Some(c) = &control {
+            c.shutdown(grace.max(Duration::from_secs(5))).await;
+        }
         ExitCode::SUCCESS
+    })
+}
+
+fn runtime(cli: &Cli) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = cli.num_workers.filter(|n| *n > 0) {
+        rt.worker_threads(n);
+    }
+    rt.build()
+}
+
+/// Opens (and migrates) the database and starts the control plane.
+async fn start_control(
+    config: &ProxyConfig,
+    path: Option<&std::path::Path>,
+) -> Result<super::control::ControlPlane, String> {
+    let options = super::control::store_options(config, path, &env_lookup)
+        .map_err(|e| format!("config error: {e}"))?;
+    let store = crate::store::Store::open(&options)
+        .await
+        .map_err(|e| e.message().to_owned())?;
+    tracing::info!(database = %store.describe(), "virtual keys and spend logs in {}", store.describe());
+    super::control::ControlPlane::start(config, store).map_err(|e| format!("config error: {e}"))
+}
+
+/// `tollgate migrate`.
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+fn migrate(cli: &Cli, path: Option<&std::path::Path>) -> ExitCode {
+    let path = path.or(cli.config.as_deref());
+    let config = match path {
+        Some(p) => match config::load(p, &env_lookup) {
+            Ok(l) => l.config,
+            Err(e) => {
+                eprintln!("tollgate: config error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => demo_config(),
+    };
+    init_logging(cli.detailed_debug, cli.json_logs);
+    let mut options = match super::control::store_options(&config, path, &env_lookup) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("tollgate: config error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    options.migrate = true;
+    let rt = match runtime(cli) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tollgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        match crate::store::Store::open(&options).await {
+            Ok(store) => {
+                println!("migrated {}", store.describe());
+                store.close().await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tollgate: {}", e.message());
+                ExitCode::FAILURE
+            }
+        }
     })
 }

@@ -8,6 +8,7 @@ pub mod build;
 mod cache;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod limits;
 pub mod observability;
 mod routes;
@@ -70,6 +71,7 @@ pub struct ProxyService {
     auth: Arc<dyn Authenticate>,
     routes: Arc<routes::Routes>,
     metrics: Option<observability::MetricsEndpoint>,
+    management: Option<Arc<crate::store::ManagementApi>>,
 }
 
 /// Options of a gateway that do not come from the config file.
@@ -78,6 +80,9 @@ pub struct GatewayOptions {
     /// A price file in LiteLLM's table format, merged over the bundled table
     /// (also `litellm_settings.model_cost_map_path`; this one wins).
     pub price_file: Option<std::path::PathBuf>,
+    /// The control plane (database, virtual keys, spend logs); `None` runs
+    /// without a database.
+    pub control: Option<Arc<control::ControlPlane>>,
 }
 
 /// The price table a config asks for: bundled, plus its price file if any.
@@ -154,9 +159,19 @@ impl Gateway {
         let table = price_table(config, options)?;
         let built = build::build_with_prices(config, env, &client, &table)?;
         let router = built.router;
-        let auth: Arc<dyn Authenticate> = match &config.general_settings.master_key {
-            Some(key) if !key.is_empty() => Arc::new(MasterKey::new(key.clone())),
+        // Virtual keys (and the master key) when there is a control plane.
+        let keys = options.control.as_ref().and_then(|c| c.authenticator());
+        let auth: Arc<dyn Authenticate> = match (keys, &config.general_settings.master_key) {
+            (Some(keys), _) => keys,
+            (None, Some(key)) if !key.is_empty() => Arc::new(MasterKey::new(key.clone())),
             _ => Arc::new(NoAuth),
+        };
+        let sink: Arc<dyn RecordSink> = match &options.control {
+            Some(c) => Arc::new(crate::observe::FanOut(vec![
+                sink,
+                Arc::new(c.writer.clone()),
+            ])),
+            None => sink,
         };
         let mut edge_config = EdgeConfig::default();
         if let Some(mb) = config.general_settings.max_request_size_mb {
@@ -174,7 +189,12 @@ impl Gateway {
         let observe = ObserveLayer::new(sink).capture_content(obs.capture_content);
         let retry = RetryLayer::new(settings::retry_policy(config)?);
         let fallbacks = settings::fallback_config(config)?;
-        let limits = limits::build(config, env, &router, &fallbacks, Arc::new(NoHistory), None)?;
+        let (history, end_users): (Arc<dyn crate::limits::SpendHistory>, _) = match &options.control
+        {
+            Some(c) => (c.history(), Some(c.end_user_limits())),
+            None => (Arc::new(NoHistory), None),
+        };
+        let limits = limits::build(config, env, &router, &fallbacks, history, end_users)?;
         let rate = RateLimitLayer::new(
             limits.limiter.clone(),
             limits.estimator.clone(),
@@ -212,6 +232,7 @@ impl Gateway {
                     cache: Arc::new(cache),
                 }),
                 metrics: obs.metrics.clone(),
+                management: options.control.as_ref().map(|c| c.api.clone()),
             },
             router,
             warnings: warnings.into_iter().chain(obs.warnings).collect(),
@@ -285,7 +306,7 @@ where
                     StatusCode::OK,
                     serde_json::json!({
                         "status": "healthy",
-                        "db": "not connected",
+                        "db": if self.management.is_some() { "connected" } else { "not connected" },
                         "cache": self.routes.cache.enabled.then(|| self.routes.cache.cache.backend_name()),
                         "models": self.models,
                         "tollgate_version": env!("CARGO_PKG_VERSION"),
@@ -300,6 +321,11 @@ where
         };
         if let Some(resp) = quick {
             return Box::pin(async move { Ok(resp) });
+        }
+        if let Some(api) = &self.management
+            && crate::store::ManagementApi::is_route(path)
+        {
+            return control::serve(api.clone(), self.auth.clone(), req);
         }
         if routes::is_route(path) {
             let auth = self.auth.clone();

@@ -350,6 +350,14 @@ impl Proxy {
             .env_remove("TOLLGATE_CONFIG")
             .env_remove("PORT")
             .env_remove("HOST")
+            // Services only when a test asks for them: a proxy that picked up
+            // CI's REDIS_URL or DATABASE_URL would share state across runs.
+            .env_remove("REDIS_URL")
+            .env_remove("REDIS_HOST")
+            .env_remove("REDIS_PORT")
+            .env_remove("REDIS_PASSWORD")
+            .env_remove("REDIS_USERNAME")
+            .env_remove("DATABASE_URL")
             .env("TOLLGATE_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
