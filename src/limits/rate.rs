@@ -104,6 +104,29 @@ impl RateCheck {
         )
         .with_code("rate_limit_exceeded")
         .with_retry_after(retry_after)
+        .with_headers(self.refusal_headers(retry_after))
+    }
+
+    /// LiteLLM's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` on a
+    /// refusal: nothing remains until the reset.
+    fn refusal_headers(&self, retry_after: Duration) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        let what = match self.kind {
+            RateKind::Requests => "requests",
+            RateKind::Tokens => "tokens",
+            RateKind::Parallel => return h,
+        };
+        let reset = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        for (name, value) in [
+            (format!("x-ratelimit-limit-{what}"), self.limit),
+            (format!("x-ratelimit-remaining-{what}"), 0),
+            (format!("x-ratelimit-reset-{what}"), reset.max(1)),
+        ] {
+            if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
+                h.insert(name, http::HeaderValue::from(value));
+            }
+        }
+        h
     }
 }
 
@@ -563,12 +586,12 @@ mod tests {
         }
         clock.advance_ms(20_000);
         assert_eq!(drain(&limiter, &c).await, 4);
-        let wait = limiter
-            .acquire(c.clone(), 0)
-            .await
-            .unwrap_err()
-            .retry_after()
-            .unwrap();
+        let refused = limiter.acquire(c.clone(), 0).await.unwrap_err();
+        let h = refused.headers().expect("rate-limit headers on a refusal");
+        assert_eq!(h["x-ratelimit-limit-requests"], "10");
+        assert_eq!(h["x-ratelimit-remaining-requests"], "0");
+        assert_eq!(h["x-ratelimit-reset-requests"], "43");
+        let wait = refused.retry_after().unwrap();
         // The first six leave with their slot: 62.5 s after they came.
         assert_eq!(wait, Duration::from_millis(62_500 - 20_000));
         clock.advance_ms(wait.as_millis() as u64 - 1);
