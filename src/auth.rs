@@ -49,6 +49,9 @@ pub struct Identity {
     pub models: Option<Arc<[String]>>,
     /// The key's, team's and user's limits (see [`crate::limits`]).
     pub subjects: Subjects,
+    /// The cache controls the caller may use (LiteLLM's
+    /// `allowed_cache_controls`; empty: all).
+    pub allowed_cache_controls: Arc<[String]>,
 }
 
 impl Identity {
@@ -63,6 +66,7 @@ impl Identity {
             user_id: None,
             models: None,
             subjects: Subjects::none(),
+            allowed_cache_controls: Arc::from(Vec::new()),
         }
     }
 

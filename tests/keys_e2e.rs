@@ -476,7 +476,14 @@ async fn migrate_subcommand_and_disabled_start_up_migrations() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("migrated "));
-    assert_eq!(dir.count("tollgate_migrations").await, 1);
+    let scripts = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+        .unwrap()
+        .count() as i64;
+    assert_eq!(
+        dir.count("tollgate_migrations").await,
+        scripts,
+        "each migration once"
+    );
     let p = start_in(
         &dir.dir,
         &config("  disable_prisma_schema_update: true"),
@@ -596,4 +603,73 @@ async fn postgres_replicas_share_keys_and_spend() {
     )
     .await;
     assert_eq!(logs.as_array().unwrap().len(), 2);
+}
+
+/// A key's `allowed_cache_controls` limits which per-request cache controls
+/// its requests may use (LiteLLM's rule: an empty list allows all).
+#[tokio::test]
+async fn a_keys_allowed_cache_controls_are_enforced() {
+    let dir = db::TestDb::sqlite();
+    let yaml = format!("{}litellm_settings:\n  cache: true\n", config(""));
+    let p = start_in(&dir.dir, &yaml, &[]);
+    let c = Client::new();
+    let auth = bearer(MASTER);
+    let refused = c
+        .post_json(
+            &p.url("/key/generate"),
+            r#"{"allowed_cache_controls": ["no-cache", "sudo"]}"#,
+            &[("authorization", &auth)],
+        )
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert_eq!(refused.json()["error"]["param"], "allowed_cache_controls");
+
+    let made = admin(
+        &c,
+        &p,
+        "POST",
+        "/key/generate",
+        json!({"allowed_cache_controls": ["no-cache"]}),
+    )
+    .await;
+    let key = made["key"].as_str().unwrap().to_owned();
+    let info = admin(&c, &p, "GET", &format!("/key/info?key={key}"), Value::Null).await;
+    assert_eq!(info["info"]["allowed_cache_controls"], json!(["no-cache"]));
+    let open = admin(&c, &p, "POST", "/key/generate", json!({})).await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let ask = |key: String, cache: Value| {
+        let (c, url) = (c.clone(), p.url("/v1/chat/completions"));
+        async move {
+            let body = json!({
+                "model": "demo", "cache": cache,
+                "messages": [{"role": "user", "content": "cache me"}],
+            });
+            c.post_json(&url, &body.to_string(), &[("authorization", &bearer(&key))])
+                .await
+        }
+    };
+    assert_eq!(
+        ask(key.clone(), json!({"no-cache": true})).await.status,
+        200
+    );
+    let denied = ask(key.clone(), json!({"ttl": 60})).await;
+    assert_eq!(denied.status, 403, "{}", denied.text());
+    let e = denied.json()["error"].clone();
+    assert!(e["message"].as_str().unwrap().contains("ttl"), "{e}");
+    assert!(!denied.text().contains(&key));
+    // A key without the restriction may use any control.
+    assert_eq!(ask(open, json!({"ttl": 60})).await.status, 200);
+    // Restricting an existing key takes effect on its next request.
+    admin(
+        &c,
+        &p,
+        "POST",
+        "/key/update",
+        json!({"key": key, "allowed_cache_controls": []}),
+    )
+    .await;
+    assert_eq!(ask(key, json!({"ttl": 60})).await.status, 200);
 }

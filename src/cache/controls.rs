@@ -97,6 +97,19 @@ impl CacheControls {
     }
 }
 
+/// The cache-control names a key's `allowed_cache_controls` may list
+/// (`*`: every control).
+pub const CACHE_CONTROLS: &[&str] = &[
+    "no-cache",
+    "no-store",
+    "ttl",
+    "s-maxage",
+    "s-max-age",
+    "namespace",
+    "use-cache",
+    "*",
+];
+
 /// Which per-request cache controls a caller may use. Read from the request
 /// extensions (the key-auth layer puts it there from the key's and team's
 /// metadata); absent means every control is allowed.

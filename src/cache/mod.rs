@@ -70,7 +70,7 @@ mod tests;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisBackend, RedisOptions};
 pub use backend::{CacheBackend, MemoryBackend};
-pub use controls::{CacheControls, CacheControlsPolicy};
+pub use controls::{CACHE_CONTROLS, CacheControls, CacheControlsPolicy};
 pub use key::{CacheKey, InvalidCacheKey};
 
 use crate::auth::Identity;

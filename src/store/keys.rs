@@ -76,6 +76,8 @@ pub struct KeyRecord {
     pub metadata: Map<String, Value>,
     /// Tags (stored and shown).
     pub tags: Vec<String>,
+    /// The cache controls the key's requests may use (empty: all).
+    pub allowed_cache_controls: Vec<String>,
     /// Budgets and limits.
     pub limits: LimitFields,
     /// Spend since `limits.budget_start`, picodollars.
@@ -125,6 +127,7 @@ impl KeyRecord {
             aliases: Map::new(),
             metadata: Map::new(),
             tags: Vec::new(),
+            allowed_cache_controls: Vec::new(),
             limits: LimitFields {
                 budget_start: now,
                 ..LimitFields::default()
@@ -157,6 +160,7 @@ impl KeyRecord {
             aliases: object_col(r, "aliases")?,
             metadata: object_col(r, "metadata")?,
             tags: list_col(r, "tags")?,
+            allowed_cache_controls: list_col(r, "allowed_cache_controls")?,
             limits: LimitFields::from_row(r, true)?,
             spend_pico: r.int("spend_pico")?,
             blocked: r.flag("blocked")?,
@@ -175,7 +179,8 @@ macro_rules! key_cols {
         "token, key_id, key_name, key_alias, user_id, team_id, models, aliases, metadata, tags, \
          max_budget, soft_budget, budget_duration, budget_start, tpm_limit, rpm_limit, \
          max_parallel_requests, model_max_budget, model_rpm_limit, model_tpm_limit, spend_pico, \
-         blocked, expires, created_at, created_by, updated_at, updated_by, version"
+         blocked, expires, created_at, created_by, updated_at, updated_by, version, \
+         allowed_cache_controls"
     };
 }
 
@@ -183,7 +188,7 @@ const INSERT_KEY: &str = concat!(
     "INSERT INTO tollgate_keys (",
     key_cols!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-     $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"
+     $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)"
 );
 
 const UPDATE_KEY: &str = "UPDATE tollgate_keys SET key_alias = $2, user_id = $3, team_id = $4, \
@@ -191,7 +196,7 @@ const UPDATE_KEY: &str = "UPDATE tollgate_keys SET key_alias = $2, user_id = $3,
      budget_duration = $11, budget_start = $12, tpm_limit = $13, rpm_limit = $14, \
      max_parallel_requests = $15, model_max_budget = $16, model_rpm_limit = $17, \
      model_tpm_limit = $18, blocked = $19, expires = $20, updated_at = $21, updated_by = $22, \
-     version = version + 1 WHERE token = $1 AND version = $23";
+     allowed_cache_controls = $24, version = version + 1 WHERE token = $1 AND version = $23";
 
 const SELECT_KEY: &str = concat!(
     "SELECT ",
@@ -253,6 +258,7 @@ macro_rules! bind_key {
             .bind(k.updated_at)
             .bind(k.updated_by.clone())
             .bind(k.version)
+            .bind(to_json_text(&k.allowed_cache_controls))
     }};
 }
 
@@ -366,6 +372,7 @@ impl Store {
                 .bind(now)
                 .bind(key.updated_by.clone())
                 .bind(key.version)
+                .bind(to_json_text(&key.allowed_cache_controls))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();

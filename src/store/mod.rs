@@ -254,23 +254,42 @@ impl Store {
 }
 
 fn migrator(backend: Backend) -> Migrator {
-    let (sql, name): (&'static str, &str) = match backend {
-        Backend::Sqlite => (
-            include_str!("../../migrations/sqlite/0001_init.sql"),
-            "init",
-        ),
-        Backend::Postgres => (
-            include_str!("../../migrations/postgres/0001_init.sql"),
-            "init",
-        ),
+    let scripts: [(&'static str, &str); 2] = match backend {
+        Backend::Sqlite => [
+            (
+                include_str!("../../migrations/sqlite/0001_init.sql"),
+                "init",
+            ),
+            (
+                include_str!("../../migrations/sqlite/0002_allowed_cache_controls.sql"),
+                "allowed cache controls",
+            ),
+        ],
+        Backend::Postgres => [
+            (
+                include_str!("../../migrations/postgres/0001_init.sql"),
+                "init",
+            ),
+            (
+                include_str!("../../migrations/postgres/0002_allowed_cache_controls.sql"),
+                "allowed cache controls",
+            ),
+        ],
     };
-    let mut m = Migrator::with_migrations(vec![Migration::new(
-        1,
-        name.to_owned().into(),
-        MigrationType::Simple,
-        sqlx::SqlSafeStr::into_sql_str(sql),
-        false,
-    )]);
+    let migrations = scripts
+        .into_iter()
+        .zip(1..)
+        .map(|((sql, name), version)| {
+            Migration::new(
+                version,
+                name.to_owned().into(),
+                MigrationType::Simple,
+                sqlx::SqlSafeStr::into_sql_str(sql),
+                false,
+            )
+        })
+        .collect();
+    let mut m = Migrator::with_migrations(migrations);
     m.dangerous_set_table_name("tollgate_migrations");
     m
 }

@@ -48,7 +48,19 @@ impl ManagementApi {
         for name in ["config", "permissions"] {
             f.object(name)?;
         }
-        f.list("allowed_cache_controls")?;
+        if let Some(v) = f.list("allowed_cache_controls")? {
+            if let Some(bad) = v
+                .iter()
+                .find(|c| !crate::cache::CACHE_CONTROLS.contains(&c.as_str()))
+            {
+                return Err(Error::bad_request(format!(
+                    "`allowed_cache_controls` names an unknown cache control {bad:?}; known: {}",
+                    crate::cache::CACHE_CONTROLS.join(", ")
+                ))
+                .with_param("allowed_cache_controls"));
+            }
+            k.allowed_cache_controls = v;
+        }
         Ok(())
     }
 

@@ -408,7 +408,10 @@ impl ManagementApi {
         m.insert("metadata".into(), Value::Object(k.metadata.clone()));
         m.insert("tags".into(), json!(k.tags));
         m.insert("blocked".into(), json!(k.blocked));
-        m.insert("allowed_cache_controls".into(), json!([]));
+        m.insert(
+            "allowed_cache_controls".into(),
+            json!(k.allowed_cache_controls),
+        );
         k.limits.write_json(&mut m, now, true);
         m.insert("created_at".into(), json!(iso(k.created_at)));
         m.insert("created_by".into(), json!(k.created_by));
