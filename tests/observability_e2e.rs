@@ -642,8 +642,8 @@ async fn metrics_move_by_exact_amounts() {
 }
 
 /// A marker that must never leave the gateway except towards the upstream,
-/// checked in every place a secret could surface. Extend `sources` as more
-/// features land (virtual keys, spend rows).
+/// checked in every place a secret could surface: answers, logs, traces,
+/// metrics, callbacks, management API reads, spend rows and the database.
 struct Canary {
     marker: &'static str,
     sources: Vec<(String, Vec<u8>)>,
@@ -787,6 +787,29 @@ litellm_settings:
         .await,
     );
     assert_eq!(answers.last().unwrap().status, 401);
+    // A virtual key that contains the marker (LiteLLM lets an admin choose
+    // the key): stored hashed, shown only as `sk-...`, never echoed.
+    let virtual_key = format!("sk-{MARK}-virtual-44445555");
+    let made = c
+        .post_json(
+            &proxy.url("/key/generate"),
+            &format!(r#"{{"key": "{virtual_key}", "key_alias": "canary-key"}}"#),
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(made.status, 200, "{}", made.text());
+    primary.push(Reply::json(200, fixture("openai/chat_text.resp.json")));
+    let vk_auth = format!("Bearer {virtual_key}");
+    let a = c
+        .post_json(
+            &proxy.url("/v1/chat/completions"),
+            &chat("gpt-4o", false),
+            &[("authorization", &vk_auth)],
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    answers.push(a);
+    records += 1;
 
     assert_eq!(answers[2].status, 401, "{}", answers[2].text());
     // The canary really was in use: the upstream got the provider key.
@@ -845,6 +868,37 @@ litellm_settings:
         "/metrics",
         c.get(&proxy.url("/metrics"), &[]).await.body.to_vec(),
     );
+    // The management API's reads and the spend rows.
+    for path in [
+        "/key/list?return_full_object=true",
+        "/key/list?key_alias=canary-key&return_full_object=true",
+        "/spend/logs",
+        "/global/spend/keys",
+    ] {
+        let a = c.get(&proxy.url(path), &[("authorization", &bearer)]).await;
+        assert_eq!(a.status, 200, "{path}: {}", a.text());
+        canary.add(path.to_owned(), a.body.to_vec());
+    }
+    // Every byte the proxy wrote to its database, after a graceful shutdown
+    // has flushed the spend rows.
+    let mut proxy = proxy;
+    proxy.signal("TERM");
+    let exited = proxy.child.wait().unwrap();
+    assert!(exited.success(), "graceful exit: {exited}");
+    let dir = proxy.dir().expect("the proxy's directory").to_owned();
+    let mut db_files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("tollgate.db") {
+            db_files += 1;
+            canary.add(
+                format!("database file {name}"),
+                std::fs::read(&path).unwrap(),
+            );
+        }
+    }
+    assert!(db_files > 0, "the SQLite database is in {}", dir.display());
     let logs = proxy.logs();
     assert!(
         logs.contains("\"target\":\"tollgate::request\""),

@@ -405,6 +405,12 @@ impl Proxy {
         format!("{}{path}", self.base)
     }
 
+    /// The directory holding the config (and the SQLite database) of a proxy
+    /// started with [`Proxy::start`].
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self._dir.as_ref().map(|d| d.0.as_path())
+    }
+
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .arg(format!("-{sig}"))
