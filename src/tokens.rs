@@ -79,13 +79,14 @@ pub fn encoding_for(model: &str) -> Encoding {
     openai_encoding(bare(model)).unwrap_or(Encoding::O200k)
 }
 
-/// Loads the encodings now (they take ~150 ms each on first use). The proxy
-/// calls this at start-up on a background thread.
+/// Loads the `o200k_base` encoding now (~150 ms on first use): the one of
+/// current OpenAI models and of the estimates for every other provider. The
+/// proxy calls this at start-up on a background thread when it will count
+/// tokens; `cl100k_base` (GPT-4, GPT-3.5) loads when first needed.
 pub fn warm_up() {
     #[cfg(feature = "tiktoken")]
     {
         let _ = tiktoken_rs::o200k_base_singleton();
-        let _ = tiktoken_rs::cl100k_base_singleton();
     }
 }
 

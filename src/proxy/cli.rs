@@ -80,6 +80,23 @@ pub enum Command {
     },
 }
 
+/// Whether the config alone makes requests count tokens.
+fn counts_tokens(config: &ProxyConfig) -> bool {
+    let set = |m: &serde_json::Map<String, serde_json::Value>, k: &str| {
+        m.get(k)
+            .is_some_and(|v| !v.is_null() && v != &serde_json::Value::Bool(false))
+    };
+    ["max_budget", "max_end_user_budget"]
+        .iter()
+        .any(|k| set(&config.litellm_settings.other, k))
+        || set(&config.router_settings.other, "enable_pre_call_checks")
+        || set(&config.litellm_settings.other, "enable_pre_call_checks")
+        || config
+            .model_list
+            .iter()
+            .any(|m| m.litellm_params.tpm.is_some())
+}
+
 /// The demo served when no config and no model are given.
 fn demo_config() -> ProxyConfig {
     let entry = |name: &str| ModelEntry {
@@ -221,8 +238,13 @@ pub fn main() -> ExitCode {
     };
     // Redis clients and background tasks need the runtime.
     let _entered = rt.enter();
-    // Token vocabularies take ~150 ms to load: do it before the first request needs them.
-    std::thread::spawn(crate::tokens::warm_up);
+    // A token vocabulary takes ~150 ms and tens of MiB to load: do it before
+    // the first request needs it, and only when requests will be counted
+    // (budgets and rate limits of keys, the gateway or end users; pre-call
+    // checks). Otherwise it loads on first use.
+    if control.is_some() || counts_tokens(&config) {
+        std::thread::spawn(crate::tokens::warm_up);
+    }
     let gateway = match Gateway::with_options(&config, &env_lookup, Arc::new(LogSink), &options) {
         Ok(g) => g,
         Err(e) => {
