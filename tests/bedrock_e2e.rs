@@ -205,3 +205,110 @@ router_settings:
     assert!(nova.headers.get("x-amz-date").is_none());
     assert!(!proxy.logs().contains(SECRET));
 }
+
+/// `/v1/embeddings` through the proxy to Bedrock InvokeModel: a Titan model
+/// (one signed call per input, token counts summed) and a Cohere model (one
+/// call for the batch), with the official `openai` SDK.
+#[tokio::test]
+async fn openai_sdk_embeddings_through_the_proxy_to_bedrock() {
+    let up = MockUpstream::start().await;
+    let config = format!(
+        r#"
+model_list:
+  - model_name: titan
+    litellm_params:
+      model: bedrock/amazon.titan-embed-text-v2:0
+      aws_bedrock_runtime_endpoint: "{base}"
+      aws_region_name: us-east-1
+      aws_access_key_id: AKIDEXAMPLE
+      aws_secret_access_key: os.environ/E2E_AWS_SECRET
+  - model_name: cohere
+    litellm_params:
+      model: bedrock/cohere.embed-english-v3
+      aws_bedrock_runtime_endpoint: "{base}"
+      aws_region_name: eu-west-1
+      aws_access_key_id: AKIDEXAMPLE
+      aws_secret_access_key: os.environ/E2E_AWS_SECRET
+      input_type: search_query
+general_settings:
+  master_key: {KEY}
+router_settings:
+  num_retries: 0
+"#,
+        base = up.base()
+    );
+    let proxy = Proxy::start(&config, &[("E2E_AWS_SECRET", SECRET)]);
+    up.push(Reply::json(
+        200,
+        r#"{"embedding":[0.5,-0.25,0.125],"inputTextTokenCount":2}"#,
+    ));
+    up.push(Reply::json(
+        200,
+        r#"{"embedding":[0.75,0.5,-0.5],"inputTextTokenCount":3}"#,
+    ));
+    up.push(Reply::json(
+        200,
+        r#"{"embedding":[0.25,0.25,0.25],"inputTextTokenCount":1}"#,
+    ));
+    up.push(Reply::json(
+        200,
+        r#"{"id":"e1","embeddings":[[0.1,0.2],[0.3,0.4]],"response_type":"embeddings_floats","texts":["a","b"]}"#,
+    ));
+    up.push(aws_error(
+        400,
+        "ValidationException",
+        "Malformed input request: expected maxLength: 50000",
+    ));
+    let cases = json!([
+        {"kind": "embeddings", "model": "titan", "input": ["first text", "second"], "expect_count": 2,
+         "expect_dims": 3, "expect_first": [0.5, -0.25, 0.125]},
+        {"kind": "embeddings", "model": "titan", "input": "one", "expect_count": 1, "encoding_format": null,
+         "expect_first": [0.25, 0.25, 0.25]},
+        {"kind": "embeddings", "model": "cohere", "input": ["a", "b"], "expect_count": 2, "expect_first": [0.1, 0.2]},
+        {"kind": "error", "model": "cohere", "expect_status": 400},
+    ]);
+    if !run_python(
+        "openai_sdk_embeddings_through_the_proxy_to_bedrock",
+        "openai",
+        "provider_e2e.py",
+        &proxy,
+        KEY,
+        &[cases.to_string()],
+    )
+    .await
+    {
+        return;
+    }
+    let got = up.received();
+    assert_eq!(
+        got.len(),
+        5,
+        "two Titan calls for two inputs, then one each"
+    );
+    for g in &got[..3] {
+        assert_eq!(g.path, "/model/amazon.titan-embed-text-v2%3A0/invoke");
+        let auth = g.headers["authorization"].to_str().unwrap();
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+                && auth.contains("/us-east-1/bedrock/aws4_request"),
+            "{auth}"
+        );
+        assert!(g.headers.get("x-amz-date").is_some());
+        assert!(!String::from_utf8_lossy(&g.body).contains(KEY));
+    }
+    assert_eq!(got[0].json(), json!({"inputText": "first text"}));
+    assert_eq!(got[1].json(), json!({"inputText": "second"}));
+    assert_eq!(got[2].json(), json!({"inputText": "one"}));
+    assert_eq!(got[3].path, "/model/cohere.embed-english-v3/invoke");
+    assert!(
+        got[3].headers["authorization"]
+            .to_str()
+            .unwrap()
+            .contains("/eu-west-1/bedrock/aws4_request")
+    );
+    assert_eq!(
+        got[3].json(),
+        json!({"texts": ["a", "b"], "input_type": "search_query"})
+    );
+    assert!(!proxy.logs().contains(SECRET));
+}

@@ -8,6 +8,9 @@
 //! percent-encoded into a single path segment (`:` and `/` included), so it
 //! can never change the path.
 //!
+//! Embeddings (`amazon.titan-embed-*`, `cohere.embed-*`) go through
+//! InvokeModel, `POST {endpoint}/model/{modelId}/invoke` (see [`embed`]).
+//!
 //! Auth is SigV4 (signing name `bedrock`, computed in-house with `ring`, fresh
 //! on every attempt with the configured clock) or a Bedrock API key sent as
 //! `Authorization: Bearer`. Streams are AWS event-stream frames
@@ -40,6 +43,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod embed;
 pub mod error;
 pub mod eventstream;
 pub mod request;
@@ -47,13 +51,16 @@ pub mod response;
 pub mod sigv4;
 pub mod stream;
 
+pub use embed::{BedrockEmbeddings, EmbedFamily};
 pub use sigv4::AwsCredentials;
 
 use super::{DropParams, HttpProvider, LeafTimeouts, Protocol, StreamDecoder};
 use crate::Secret;
 use crate::error::Error;
 use crate::transport::HttpClient;
-use crate::types::{ChatCompletion, ChatRequest, DeploymentInfo, Extra};
+use crate::types::{
+    ChatCompletion, ChatRequest, DeploymentInfo, EmbeddingRequest, EmbeddingResponse, Extra,
+};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use request::{Family, JsonMode, TranslateOptions};
@@ -172,6 +179,8 @@ pub struct BedrockProtocol {
     region: String,
     converse_uri: Uri,
     stream_uri: Uri,
+    invoke_uri: Uri,
+    embed_family: Option<EmbedFamily>,
     headers: HeaderMap,
     auth: BedrockAuth,
     params: Extra,
@@ -283,6 +292,7 @@ impl BedrockProtocol {
             super::openai::join_uri(&endpoint, &format!("/model/{segment}/converse"))?;
         let stream_uri =
             super::openai::join_uri(&endpoint, &format!("/model/{segment}/converse-stream"))?;
+        let invoke_uri = super::openai::join_uri(&endpoint, &format!("/model/{segment}/invoke"))?;
         if converse_uri.query().is_some() {
             return Err(Error::bad_request(
                 "the Bedrock endpoint must not have a query string",
@@ -331,8 +341,11 @@ impl BedrockProtocol {
             BedrockAuth::None => {}
         }
         let family = Family::of(config.base_model.as_deref().unwrap_or(&model));
+        let embed_family = EmbedFamily::of(config.base_model.as_deref().unwrap_or(&model));
         Ok(BedrockProtocol {
             family,
+            embed_family,
+            invoke_uri,
             region: config.region,
             converse_uri,
             stream_uri,
@@ -365,6 +378,34 @@ impl BedrockProtocol {
 
     fn secrets(&self) -> Vec<&str> {
         self.secrets.iter().map(Secret::expose).collect()
+    }
+
+    /// Signs (SigV4) or adds the API key to an upstream request; run on every attempt.
+    fn authorize(&self, http_req: &mut http::Request<Bytes>) -> Result<(), Error> {
+        match &self.auth {
+            BedrockAuth::SigV4(creds) => {
+                sigv4::sign_request(
+                    http_req,
+                    creds,
+                    &self.region,
+                    SIGNING_NAME,
+                    (self.clock)(),
+                    false,
+                )?;
+            }
+            BedrockAuth::ApiKey(key) => {
+                let mut v =
+                    HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
+                        Error::bad_request("the Bedrock API key contains invalid characters")
+                    })?;
+                v.set_sensitive(true);
+                http_req
+                    .headers_mut()
+                    .insert(http::header::AUTHORIZATION, v);
+            }
+            BedrockAuth::None => {}
+        }
+        Ok(())
     }
 
     /// The Converse body for a request, and the JSON-mode tool if one was added.
@@ -439,30 +480,40 @@ impl Protocol for BedrockProtocol {
                 "application/json"
             }),
         );
-        match &self.auth {
-            BedrockAuth::SigV4(creds) => {
-                sigv4::sign_request(
-                    &mut http_req,
-                    creds,
-                    &self.region,
-                    SIGNING_NAME,
-                    (self.clock)(),
-                    false,
-                )?;
-            }
-            BedrockAuth::ApiKey(key) => {
-                let mut v =
-                    HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-                        Error::bad_request("the Bedrock API key contains invalid characters")
-                    })?;
-                v.set_sensitive(true);
-                http_req
-                    .headers_mut()
-                    .insert(http::header::AUTHORIZATION, v);
-            }
-            BedrockAuth::None => {}
-        }
+        self.authorize(&mut http_req)?;
         Ok(http_req)
+    }
+
+    fn embedding_request(&self, req: &EmbeddingRequest) -> Result<http::Request<Bytes>, Error> {
+        let Some(family) = self.embed_family else {
+            return Err(Error::bad_request(format!(
+                "`{}` is not a Bedrock embedding model this version serves (amazon.titan-embed-*, cohere.embed-*)",
+                self.model
+            ))
+            .with_param("model"));
+        };
+        let body = embed::body(family, req.body(), &self.params)?;
+        let mut http_req = http::Request::new(Bytes::from(body));
+        *http_req.method_mut() = Method::POST;
+        *http_req.uri_mut() = self.invoke_uri.clone();
+        *http_req.headers_mut() = self.headers.clone();
+        http_req.headers_mut().insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        self.authorize(&mut http_req)?;
+        Ok(http_req)
+    }
+
+    fn parse_embeddings(
+        &self,
+        req: &EmbeddingRequest,
+        body: &[u8],
+    ) -> Result<EmbeddingResponse, Error> {
+        let family = self
+            .embed_family
+            .ok_or_else(|| Error::internal("not an embedding model"))?;
+        embed::parse(family, req.body(), body, &self.model)
     }
 
     fn parse_completion(&self, req: &ChatRequest, body: &[u8]) -> Result<ChatCompletion, Error> {

@@ -1,4 +1,5 @@
-//! The `bedrock` provider family: AWS Bedrock Converse (`bedrock/…`, `bedrock_converse/…`).
+//! The `bedrock` provider family: AWS Bedrock Converse (`bedrock/…`, `bedrock_converse/…`),
+//! and InvokeModel embeddings for `amazon.titan-embed-*` / `cohere.embed-*` models.
 //!
 //! LiteLLM's settings: `aws_access_key_id`, `aws_secret_access_key`,
 //! `aws_session_token`, `aws_region_name`, `aws_bedrock_runtime_endpoint`
@@ -9,7 +10,9 @@
 
 use super::LeafCtx;
 use crate::Secret;
-use crate::provider::bedrock::{AwsCredentials, Bedrock, BedrockAuth, BedrockConfig, arn_region};
+use crate::provider::bedrock::{
+    AwsCredentials, Bedrock, BedrockAuth, BedrockConfig, BedrockEmbeddings, EmbedFamily, arn_region,
+};
 use crate::proxy::config::ConfigError;
 use crate::router::Deployment;
 
@@ -99,6 +102,7 @@ pub(super) fn build(ctx: &mut LeafCtx<'_>) -> Result<Deployment, ConfigError> {
         .get("base_model")
         .and_then(|v| v.as_str())
         .map(|s| s.trim_start_matches("bedrock/").to_owned());
+    let embed_model = base_model.clone().unwrap_or_else(|| model.clone());
     let mut cfg = BedrockConfig::new(model, region);
     cfg.base_model = base_model;
     cfg.endpoint = endpoint;
@@ -110,6 +114,10 @@ pub(super) fn build(ctx: &mut LeafCtx<'_>) -> Result<Deployment, ConfigError> {
     cfg.info = Some(info.clone());
     cfg.client = Some(ctx.client.clone());
     let leaf = Bedrock::new(cfg).map_err(|e| ctx.error(e.message()))?;
+    if EmbedFamily::of(&embed_model).is_some() {
+        let embeddings = BedrockEmbeddings::new(leaf.clone(), &embed_model);
+        return Ok(Deployment::new(info, leaf).with_embeddings(embeddings));
+    }
     Ok(Deployment::new(info, leaf))
 }
 
