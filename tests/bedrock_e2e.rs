@@ -312,3 +312,150 @@ router_settings:
     );
     assert!(!proxy.logs().contains(SECRET));
 }
+
+const STS_ANSWER: &str = r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleResult>
+    <AssumedRoleUser>
+      <AssumedRoleId>AROA3XFRBF535PLBIFPI4:tollgate-e2e</AssumedRoleId>
+      <Arn>arn:aws:sts::123456789012:assumed-role/bedrock-invoke/tollgate-e2e</Arn>
+    </AssumedRoleUser>
+    <Credentials>
+      <AccessKeyId>ASIATEMPORARYKEY0001</AccessKeyId>
+      <SecretAccessKey>temporary/secret+key0123456789</SecretAccessKey>
+      <SessionToken>FwoGZXIvYXdzEJr//////////wEaDtemporary+token=</SessionToken>
+      <Expiration>2026-11-25T20:00:00Z</Expiration>
+    </Credentials>
+  </AssumeRoleResult>
+  <ResponseMetadata><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ResponseMetadata>
+</AssumeRoleResponse>"#;
+
+/// `aws_role_name` + `aws_session_name`: the proxy assumes the role at a local
+/// STS (signed with the source keys, service `sts`), signs Bedrock calls with
+/// the temporary credentials, and asks STS once for several calls.
+#[tokio::test]
+async fn assumed_role_credentials_from_sts_sign_bedrock_calls() {
+    let sts = MockUpstream::start().await;
+    let up = MockUpstream::start().await;
+    sts.always(Reply::json(200, STS_ANSWER).header("content-type", "text/xml"));
+    let config = format!(
+        r#"
+model_list:
+  - model_name: claude
+    litellm_params:
+      model: bedrock/anthropic.claude-3-haiku-20240307-v1:0
+      aws_bedrock_runtime_endpoint: "{base}"
+      aws_region_name: us-east-1
+      aws_access_key_id: AKIDSOURCEKEY
+      aws_secret_access_key: os.environ/E2E_AWS_SECRET
+      aws_role_name: arn:aws:iam::123456789012:role/bedrock-invoke
+      aws_session_name: tollgate-e2e
+      aws_sts_endpoint: "{sts}"
+general_settings:
+  master_key: {KEY}
+router_settings:
+  num_retries: 0
+"#,
+        base = up.base(),
+        sts = sts.base()
+    );
+    let proxy = Proxy::start(&config, &[("E2E_AWS_SECRET", SECRET)]);
+    let client = common::Client::new();
+    for _ in 0..2 {
+        up.push(Reply::json(200, fixture("bedrock/converse_text.resp.json")));
+        let answer = client
+            .post_json(
+                &proxy.url("/v1/chat/completions"),
+                r#"{"model":"claude","messages":[{"role":"user","content":"Hello"}]}"#,
+                &[("authorization", &format!("Bearer {KEY}"))],
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert!(
+            answer.json()["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .starts_with("Hello!")
+        );
+    }
+
+    let calls = sts.received();
+    assert_eq!(calls.len(), 1, "the temporary credentials are cached");
+    let call = &calls[0];
+    assert_eq!(call.method, http::Method::POST);
+    assert_eq!(call.path, "/");
+    let form = String::from_utf8(call.body.to_vec()).unwrap();
+    assert_eq!(
+        form,
+        "Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fbedrock-invoke&RoleSessionName=tollgate-e2e&DurationSeconds=3600"
+    );
+    let auth = call.headers["authorization"].to_str().unwrap();
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDSOURCEKEY/")
+            && auth.contains("/us-east-1/sts/aws4_request"),
+        "{auth}"
+    );
+
+    let got = up.received();
+    assert_eq!(got.len(), 2);
+    for g in &got {
+        let auth = g.headers["authorization"].to_str().unwrap();
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=ASIATEMPORARYKEY0001/")
+                && auth.contains("/us-east-1/bedrock/aws4_request"),
+            "{auth}"
+        );
+        assert_eq!(
+            g.headers["x-amz-security-token"],
+            "FwoGZXIvYXdzEJr//////////wEaDtemporary+token="
+        );
+    }
+    let logs = proxy.logs();
+    assert!(!logs.contains(SECRET));
+    assert!(!logs.contains("temporary/secret+key0123456789"));
+}
+
+/// STS refusing the role is a 401 naming STS's code, with no secret in it.
+#[tokio::test]
+async fn a_refused_role_is_an_authentication_error() {
+    use tollgate::provider::bedrock::{
+        AssumeRole, AssumeRoleConfig, AwsCredentials, Bedrock, BedrockAuth, BedrockConfig,
+    };
+    use tower::ServiceExt;
+    let sts = MockUpstream::start().await;
+    let up = MockUpstream::start().await;
+    sts.push(Reply::json(
+        403,
+        r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: arn:aws:iam::123456789012:user/x is not authorized to perform: sts:AssumeRole</Message></Error><RequestId>1</RequestId></ErrorResponse>"#,
+    ));
+    let role = AssumeRole::new(AssumeRoleConfig {
+        role_arn: "arn:aws:iam::123456789012:role/r".into(),
+        session_name: "s".into(),
+        source: AwsCredentials::new("AKIDSOURCEKEY", tollgate::Secret::new(SECRET)),
+        region: "eu-west-1".into(),
+        endpoint: Some(sts.base()),
+        duration: std::time::Duration::from_secs(900),
+        client: None,
+    })
+    .unwrap();
+    let leaf = Bedrock::new(
+        BedrockConfig::new("anthropic.claude-3-haiku-20240307-v1:0", "eu-west-1")
+            .endpoint(up.base())
+            .auth(BedrockAuth::AssumeRole(std::sync::Arc::new(role))),
+    )
+    .unwrap();
+    let req = tollgate::ChatRequest::from_json(
+        br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .unwrap();
+    let err = leaf.oneshot(req).await.unwrap_err();
+    assert_eq!(err.kind(), tollgate::ErrorKind::Authentication);
+    assert!(err.message().contains("AccessDenied"), "{}", err.message());
+    assert!(!err.message().contains(SECRET));
+    assert!(up.received().is_empty(), "nothing is sent unsigned");
+    assert!(
+        sts.received()[0].headers["authorization"]
+            .to_str()
+            .unwrap()
+            .contains("/eu-west-1/sts/aws4_request")
+    );
+}

@@ -50,11 +50,13 @@ pub mod request;
 pub mod response;
 pub mod sigv4;
 pub mod stream;
+pub mod sts;
 
 pub use embed::{BedrockEmbeddings, EmbedFamily};
 pub use sigv4::AwsCredentials;
+pub use sts::{AssumeRole, AssumeRoleConfig};
 
-use super::{DropParams, HttpProvider, LeafTimeouts, Protocol, StreamDecoder};
+use super::{DropParams, HttpProvider, LeafTimeouts, PrepareFuture, Protocol, StreamDecoder};
 use crate::Secret;
 use crate::error::Error;
 use crate::transport::HttpClient;
@@ -80,6 +82,9 @@ pub enum BedrockAuth {
     SigV4(AwsCredentials),
     /// A Bedrock API key, sent as `Authorization: Bearer <key>`.
     ApiKey(Secret),
+    /// SigV4 with temporary credentials from STS `AssumeRole`, cached until
+    /// shortly before they expire.
+    AssumeRole(Arc<AssumeRole>),
     /// Nothing (for a local endpoint that needs no auth).
     #[default]
     None,
@@ -338,7 +343,7 @@ impl BedrockProtocol {
                 })?;
                 secrets.push(key.clone());
             }
-            BedrockAuth::None => {}
+            BedrockAuth::AssumeRole(_) | BedrockAuth::None => {}
         }
         let family = Family::of(config.base_model.as_deref().unwrap_or(&model));
         let embed_family = EmbedFamily::of(config.base_model.as_deref().unwrap_or(&model));
@@ -381,8 +386,27 @@ impl BedrockProtocol {
     }
 
     /// Signs (SigV4) or adds the API key to an upstream request; run on every attempt.
-    fn authorize(&self, http_req: &mut http::Request<Bytes>) -> Result<(), Error> {
+    fn authorize(
+        &self,
+        http_req: &mut http::Request<Bytes>,
+        extensions: &http::Extensions,
+    ) -> Result<(), Error> {
         match &self.auth {
+            BedrockAuth::AssumeRole(_) => {
+                let Some(Assumed(creds)) = extensions.get::<Assumed>() else {
+                    return Err(Error::internal(
+                        "no assumed-role credentials: the call was not prepared",
+                    ));
+                };
+                sigv4::sign_request(
+                    http_req,
+                    creds,
+                    &self.region,
+                    SIGNING_NAME,
+                    (self.clock)(),
+                    false,
+                )?;
+            }
             BedrockAuth::SigV4(creds) => {
                 sigv4::sign_request(
                     http_req,
@@ -460,7 +484,32 @@ fn completion_id() -> String {
     format!("chatcmpl-{}", uuid::Uuid::now_v7().simple())
 }
 
+/// The assumed-role credentials for one call (put in the request's extensions by `prepare_*`).
+#[derive(Clone)]
+struct Assumed(AwsCredentials);
+
+impl BedrockProtocol {
+    /// For assumed-role auth: credentials for the call, into its extensions.
+    fn prepare<'a>(&'a self, extensions: &'a mut http::Extensions) -> Option<PrepareFuture<'a>> {
+        let BedrockAuth::AssumeRole(role) = &self.auth else {
+            return None;
+        };
+        Some(Box::pin(async move {
+            extensions.insert(Assumed(role.credentials().await?));
+            Ok(())
+        }))
+    }
+}
+
 impl Protocol for BedrockProtocol {
+    fn prepare_chat<'a>(&'a self, req: &'a mut ChatRequest) -> Option<PrepareFuture<'a>> {
+        self.prepare(&mut req.extensions)
+    }
+
+    fn prepare_embedding<'a>(&'a self, req: &'a mut EmbeddingRequest) -> Option<PrepareFuture<'a>> {
+        self.prepare(&mut req.extensions)
+    }
+
     fn chat_request(&self, req: &ChatRequest) -> Result<http::Request<Bytes>, Error> {
         let stream = req.is_stream();
         let (body, _) = self.body(req)?;
@@ -480,7 +529,7 @@ impl Protocol for BedrockProtocol {
                 "application/json"
             }),
         );
-        self.authorize(&mut http_req)?;
+        self.authorize(&mut http_req, &req.extensions)?;
         Ok(http_req)
     }
 
@@ -501,7 +550,7 @@ impl Protocol for BedrockProtocol {
             http::header::ACCEPT,
             HeaderValue::from_static("application/json"),
         );
-        self.authorize(&mut http_req)?;
+        self.authorize(&mut http_req, &req.extensions)?;
         Ok(http_req)
     }
 
