@@ -459,3 +459,39 @@ async fn a_refused_role_is_an_authentication_error() {
             .contains("/eu-west-1/sts/aws4_request")
     );
 }
+
+/// The cached credentials are used until five minutes before they expire,
+/// then fetched again.
+#[tokio::test]
+async fn assumed_role_credentials_are_refreshed_before_they_expire() {
+    use std::time::Duration;
+    use tollgate::provider::bedrock::{AssumeRole, AssumeRoleConfig, AwsCredentials};
+    let sts = MockUpstream::start().await;
+    sts.always(Reply::json(200, STS_ANSWER));
+    let role = AssumeRole::new(AssumeRoleConfig {
+        role_arn: "arn:aws:iam::123456789012:role/r".into(),
+        session_name: "s".into(),
+        source: AwsCredentials::new("AKIDSOURCEKEY", tollgate::Secret::new(SECRET)),
+        region: "us-east-1".into(),
+        endpoint: Some(sts.base()),
+        duration: Duration::from_secs(900),
+        client: None,
+    })
+    .unwrap();
+    let first = role.credentials().await.unwrap();
+    assert_eq!(first.access_key_id, "ASIATEMPORARYKEY0001");
+    role.credentials().await.unwrap();
+    assert_eq!(sts.received().len(), 1);
+    // Jump the clock (paused only for the jump, so the sockets run in real time).
+    let jump = |secs| async move {
+        tokio::time::pause();
+        tokio::time::advance(Duration::from_secs(secs)).await;
+        tokio::time::resume();
+    };
+    jump(900 - 300 - 5).await;
+    role.credentials().await.unwrap();
+    assert_eq!(sts.received().len(), 1, "still fresh");
+    jump(10).await;
+    role.credentials().await.unwrap();
+    assert_eq!(sts.received().len(), 2, "refreshed before expiry");
+}
