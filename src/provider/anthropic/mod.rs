@@ -45,7 +45,7 @@
 //! usage counts cache reads and writes in `prompt_tokens`.
 //!
 //! **Claude on Vertex AI** is [`VertexClaude`]: the same translation, sent to
-//! Vertex AI's `rawPredict` (see [`vertex`](vertex)).
+//! Vertex AI's `rawPredict` (see [`vertex`]).
 //!
 //! **Native pass-through.** When a request carries [`NativeMessages`] (the
 //! `/v1/messages` door puts the client's original body there), the leaf sends
