@@ -290,3 +290,153 @@ router_settings:
         serde_json::json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}})
     );
 }
+
+/// A Bedrock event-stream body as the mock's reply.
+fn eventstream(body: &[u8]) -> Reply {
+    Reply {
+        status: 200,
+        headers: vec![(
+            "content-type".into(),
+            "application/vnd.amazon.eventstream".into(),
+        )],
+        pieces: body
+            .chunks(97)
+            .map(|c| (std::time::Duration::ZERO, bytes::Bytes::copy_from_slice(c)))
+            .collect(),
+        hang: false,
+    }
+}
+
+/// The official `anthropic` SDK against `/v1/messages`, routed to a Gemini
+/// deployment and a Bedrock (Converse) deployment: text, stream, tools and
+/// streamed tools, each upstream checked on what it received.
+#[tokio::test]
+async fn anthropic_sdk_against_the_messages_door_to_gemini_and_bedrock() {
+    const GEMINI_KEY: &str = "AIzaSy-messages-door-gemini-0123456789";
+    let gemini = MockUpstream::start().await;
+    let bedrock = MockUpstream::start().await;
+    let config = format!(
+        r#"
+model_list:
+  - model_name: gemini
+    litellm_params: {{model: gemini/gemini-2.5-flash, api_base: "{gemini}", api_key: os.environ/E2E_GEMINI_KEY}}
+  - model_name: bedrock
+    litellm_params:
+      model: bedrock/us.anthropic.claude-3-5-haiku-20241022-v1:0
+      aws_bedrock_runtime_endpoint: "{bedrock}"
+      aws_region_name: us-east-1
+      aws_access_key_id: AKIDEXAMPLE
+      aws_secret_access_key: os.environ/E2E_AWS_SECRET
+general_settings:
+  master_key: {MASTER}
+# The mocks answer the cases in order: no retries may consume the next case's answer.
+router_settings:
+  num_retries: 0
+"#,
+        gemini = gemini.base(),
+        bedrock = bedrock.base()
+    );
+    let proxy = Proxy::start(
+        &config,
+        &[
+            ("E2E_GEMINI_KEY", GEMINI_KEY),
+            ("E2E_AWS_SECRET", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+        ],
+    );
+    gemini.push(Reply::json(200, fixture("gemini/generate_text.resp.json")));
+    gemini.push(Reply::sse(fixture("gemini/stream_text.sse.txt")));
+    gemini.push(Reply::json(
+        200,
+        fixture("gemini/generate_tool_call.resp.json"),
+    ));
+    gemini.push(Reply::sse(fixture("gemini/stream_tool_call.sse.txt")));
+    gemini.push(Reply::json(
+        429,
+        fixture("gemini/error_429_quota_retryinfo.json"),
+    ));
+    bedrock.push(Reply::json(200, fixture("bedrock/converse_text.resp.json")));
+    bedrock.push(eventstream(&fixture(
+        "bedrock/converse_stream_text_after_tool.eventstream.bin",
+    )));
+    bedrock.push(Reply::json(
+        200,
+        fixture("bedrock/converse_tool_use.resp.json"),
+    ));
+    bedrock.push(eventstream(&fixture(
+        "bedrock/converse_stream_text_then_tool_use.eventstream.bin",
+    )));
+    let cases = serde_json::json!([
+        {"kind": "create", "model": "gemini", "system": "Be brief.", "expect_text": "Hello! How can I help you today?",
+         "expect_stop": "end_turn", "expect_usage": [9, 43]},
+        {"kind": "stream", "model": "gemini", "expect_text": "The capital of France is Paris.\n", "expect_usage": [13, 8]},
+        {"kind": "tools", "model": "gemini", "expect_tool": "get_user_country", "expect_args": {}},
+        {"kind": "stream_tools", "model": "gemini", "expect_tool": "get_country", "expect_args": {}},
+        {"kind": "error", "model": "gemini", "expect_status": 429, "expect_type": "rate_limit_error"},
+        {"kind": "create", "model": "bedrock", "expect_usage": [7, 30], "expect_stop": "end_turn",
+         "expect_text": "Hello! How can I assist you today? Whether you have questions, need information, or just want to chat, I'm here to help."},
+        {"kind": "stream", "model": "bedrock", "expect_text": "The current temperature in Paris, the capital of France, is 30°C.", "expect_usage": [577, 18]},
+        {"kind": "tools", "model": "bedrock", "expect_tool": "get_weather", "expect_args": {"city": "Paris"}},
+        {"kind": "stream_tools", "model": "bedrock", "expect_tool": "get_temperature", "expect_args": {"city": "Paris"}},
+    ]);
+    if !run_python(
+        "anthropic_sdk_against_the_messages_door_to_gemini_and_bedrock",
+        "anthropic",
+        "anthropic_sdk_e2e.py",
+        &proxy,
+        MASTER,
+        &[cases.to_string()],
+    )
+    .await
+    {
+        return;
+    }
+
+    let got = gemini.received();
+    assert_eq!(got.len(), 5);
+    for r in &got {
+        assert_eq!(r.headers["x-goog-api-key"], GEMINI_KEY);
+        assert!(r.headers.get("authorization").is_none());
+        assert!(!format!("{:?}{}", r.headers, String::from_utf8_lossy(&r.body)).contains(MASTER));
+    }
+    assert_eq!(
+        got[0].path,
+        "/v1beta/models/gemini-2.5-flash:generateContent"
+    );
+    let first = got[0].json();
+    assert_eq!(first["systemInstruction"]["parts"][0]["text"], "Be brief.");
+    assert_eq!(
+        first["contents"],
+        serde_json::json!([{"role": "user", "parts": [{"text": "Hello"}]}])
+    );
+    assert_eq!(first["generationConfig"]["maxOutputTokens"], 256);
+    assert_eq!(
+        got[1].path,
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    );
+    assert_eq!(
+        got[2].json()["tools"][0]["functionDeclarations"][0]["name"],
+        "get_weather"
+    );
+    assert!(got[3].path.ends_with(":streamGenerateContent?alt=sse"));
+
+    let got = bedrock.received();
+    assert_eq!(got.len(), 4);
+    for r in &got {
+        let auth = r.headers["authorization"].to_str().unwrap();
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+                && auth.contains("/us-east-1/bedrock/aws4_request"),
+            "{auth}"
+        );
+        assert!(!String::from_utf8_lossy(&r.body).contains(MASTER));
+    }
+    let model = "/model/us.anthropic.claude-3-5-haiku-20241022-v1%3A0";
+    assert_eq!(got[0].path, format!("{model}/converse"));
+    assert_eq!(got[1].path, format!("{model}/converse-stream"));
+    assert_eq!(got[0].json()["inferenceConfig"]["maxTokens"], 256);
+    assert_eq!(
+        got[2].json()["toolConfig"]["tools"][0]["toolSpec"]["name"],
+        "get_weather"
+    );
+    assert_eq!(got[3].path, format!("{model}/converse-stream"));
+}

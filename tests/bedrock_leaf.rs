@@ -426,3 +426,73 @@ async fn bearer_key_deployment_sends_no_sigv4() {
         "get_weather"
     );
 }
+
+#[tokio::test]
+async fn titan_batches_are_split_in_order_and_usage_summed() {
+    use tollgate::EmbeddingRequest;
+    use tollgate::provider::bedrock::BedrockEmbeddings;
+    use tollgate::types::EmbeddingVector;
+    let up = MockUpstream::start().await;
+    let creds = AwsCredentials::new("AKIDEXAMPLE", Secret::new("secret-for-embeddings-0123"));
+    let leaf = Bedrock::new(
+        BedrockConfig::new("amazon.titan-embed-text-v2:0", "us-east-1")
+            .endpoint(up.base())
+            .auth(BedrockAuth::SigV4(creds)),
+    )
+    .unwrap();
+    let svc = BedrockEmbeddings::new(leaf, "amazon.titan-embed-text-v2:0");
+    up.push(Reply::json(
+        200,
+        r#"{"embedding":[1.0],"inputTextTokenCount":2}"#,
+    ));
+    up.push(Reply::json(
+        200,
+        r#"{"embedding":[2.0],"inputTextTokenCount":3}"#,
+    ));
+    up.push(Reply::json(
+        200,
+        r#"{"embedding":[3.0],"inputTextTokenCount":4}"#,
+    ));
+    let req =
+        EmbeddingRequest::from_json(br#"{"model":"t","input":["a","b","c"],"dimensions":256}"#)
+            .unwrap();
+    let out = svc.clone().oneshot(req).await.unwrap().body;
+    let got: Vec<(u32, EmbeddingVector)> = out
+        .data
+        .iter()
+        .map(|e| (e.index, e.embedding.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, EmbeddingVector::Float(vec![1.0])),
+            (1, EmbeddingVector::Float(vec![2.0])),
+            (2, EmbeddingVector::Float(vec![3.0])),
+        ]
+    );
+    let usage = out.usage.unwrap();
+    assert_eq!((usage.prompt_tokens, usage.total_tokens), (9, 9));
+    let sent: Vec<serde_json::Value> = up.received().iter().map(Received::json).collect();
+    assert_eq!(
+        sent,
+        vec![
+            serde_json::json!({"inputText": "a", "dimensions": 256}),
+            serde_json::json!({"inputText": "b", "dimensions": 256}),
+            serde_json::json!({"inputText": "c", "dimensions": 256}),
+        ]
+    );
+    // A failing part fails the whole call (no partial answer).
+    up.push(Reply::json(
+        200,
+        r#"{"embedding":[1.0],"inputTextTokenCount":2}"#,
+    ));
+    up.push(
+        Reply::json(429, r#"{"message":"Too many requests"}"#).header(
+            "x-amzn-ErrorType",
+            "ThrottlingException:http://internal.amazon.com/",
+        ),
+    );
+    let req = EmbeddingRequest::from_json(br#"{"model":"t","input":["a","b"]}"#).unwrap();
+    let err = svc.oneshot(req).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::RateLimited(LimitSource::Upstream));
+}

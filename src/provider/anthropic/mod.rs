@@ -44,6 +44,9 @@
 //! thinking becomes `reasoning_content`, with signed `thinking_blocks` kept;
 //! usage counts cache reads and writes in `prompt_tokens`.
 //!
+//! **Claude on Vertex AI** is [`VertexClaude`]: the same translation, sent to
+//! Vertex AI's `rawPredict` (see [`vertex`]).
+//!
 //! **Native pass-through.** When a request carries [`NativeMessages`] (the
 //! `/v1/messages` door puts the client's original body there), the leaf sends
 //! that body verbatim with only `model` replaced (and deployment defaults added
@@ -73,11 +76,15 @@ mod error;
 mod request;
 mod response;
 mod stream;
+pub mod vertex;
 pub(crate) mod wire;
 
 pub use request::CachePoint;
 pub use response::NATIVE_MESSAGE_FIELD;
 pub use stream::NATIVE_EVENT_FIELD;
+pub use vertex::{
+    VERTEX_ANTHROPIC_VERSION, VertexClaude, VertexClaudeConfig, VertexClaudeProtocol,
+};
 
 use super::sse_stream::SseStreamDecoder;
 use super::{DropParams, HttpProvider, LeafTimeouts, Protocol, StreamDecoder, header};

@@ -8,6 +8,9 @@
 //! percent-encoded into a single path segment (`:` and `/` included), so it
 //! can never change the path.
 //!
+//! Embeddings (`amazon.titan-embed-*`, `cohere.embed-*`) go through
+//! InvokeModel, `POST {endpoint}/model/{modelId}/invoke` (see [`embed`]).
+//!
 //! Auth is SigV4 (signing name `bedrock`, computed in-house with `ring`, fresh
 //! on every attempt with the configured clock) or a Bedrock API key sent as
 //! `Authorization: Bearer`. Streams are AWS event-stream frames
@@ -40,20 +43,26 @@
 //! # Ok(()) }
 //! ```
 
+pub mod embed;
 pub mod error;
 pub mod eventstream;
 pub mod request;
 pub mod response;
 pub mod sigv4;
 pub mod stream;
+pub mod sts;
 
+pub use embed::{BedrockEmbeddings, EmbedFamily};
 pub use sigv4::AwsCredentials;
+pub use sts::{AssumeRole, AssumeRoleConfig};
 
-use super::{DropParams, HttpProvider, LeafTimeouts, Protocol, StreamDecoder};
+use super::{DropParams, HttpProvider, LeafTimeouts, PrepareFuture, Protocol, StreamDecoder};
 use crate::Secret;
 use crate::error::Error;
 use crate::transport::HttpClient;
-use crate::types::{ChatCompletion, ChatRequest, DeploymentInfo, Extra};
+use crate::types::{
+    ChatCompletion, ChatRequest, DeploymentInfo, EmbeddingRequest, EmbeddingResponse, Extra,
+};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use request::{Family, JsonMode, TranslateOptions};
@@ -73,6 +82,9 @@ pub enum BedrockAuth {
     SigV4(AwsCredentials),
     /// A Bedrock API key, sent as `Authorization: Bearer <key>`.
     ApiKey(Secret),
+    /// SigV4 with temporary credentials from STS `AssumeRole`, cached until
+    /// shortly before they expire.
+    AssumeRole(Arc<AssumeRole>),
     /// Nothing (for a local endpoint that needs no auth).
     #[default]
     None,
@@ -172,6 +184,8 @@ pub struct BedrockProtocol {
     region: String,
     converse_uri: Uri,
     stream_uri: Uri,
+    invoke_uri: Uri,
+    embed_family: Option<EmbedFamily>,
     headers: HeaderMap,
     auth: BedrockAuth,
     params: Extra,
@@ -283,6 +297,7 @@ impl BedrockProtocol {
             super::openai::join_uri(&endpoint, &format!("/model/{segment}/converse"))?;
         let stream_uri =
             super::openai::join_uri(&endpoint, &format!("/model/{segment}/converse-stream"))?;
+        let invoke_uri = super::openai::join_uri(&endpoint, &format!("/model/{segment}/invoke"))?;
         if converse_uri.query().is_some() {
             return Err(Error::bad_request(
                 "the Bedrock endpoint must not have a query string",
@@ -328,11 +343,14 @@ impl BedrockProtocol {
                 })?;
                 secrets.push(key.clone());
             }
-            BedrockAuth::None => {}
+            BedrockAuth::AssumeRole(_) | BedrockAuth::None => {}
         }
         let family = Family::of(config.base_model.as_deref().unwrap_or(&model));
+        let embed_family = EmbedFamily::of(config.base_model.as_deref().unwrap_or(&model));
         Ok(BedrockProtocol {
             family,
+            embed_family,
+            invoke_uri,
             region: config.region,
             converse_uri,
             stream_uri,
@@ -365,6 +383,53 @@ impl BedrockProtocol {
 
     fn secrets(&self) -> Vec<&str> {
         self.secrets.iter().map(Secret::expose).collect()
+    }
+
+    /// Signs (SigV4) or adds the API key to an upstream request; run on every attempt.
+    fn authorize(
+        &self,
+        http_req: &mut http::Request<Bytes>,
+        extensions: &http::Extensions,
+    ) -> Result<(), Error> {
+        match &self.auth {
+            BedrockAuth::AssumeRole(_) => {
+                let Some(Assumed(creds)) = extensions.get::<Assumed>() else {
+                    return Err(Error::internal(
+                        "no assumed-role credentials: the call was not prepared",
+                    ));
+                };
+                sigv4::sign_request(
+                    http_req,
+                    creds,
+                    &self.region,
+                    SIGNING_NAME,
+                    (self.clock)(),
+                    false,
+                )?;
+            }
+            BedrockAuth::SigV4(creds) => {
+                sigv4::sign_request(
+                    http_req,
+                    creds,
+                    &self.region,
+                    SIGNING_NAME,
+                    (self.clock)(),
+                    false,
+                )?;
+            }
+            BedrockAuth::ApiKey(key) => {
+                let mut v =
+                    HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
+                        Error::bad_request("the Bedrock API key contains invalid characters")
+                    })?;
+                v.set_sensitive(true);
+                http_req
+                    .headers_mut()
+                    .insert(http::header::AUTHORIZATION, v);
+            }
+            BedrockAuth::None => {}
+        }
+        Ok(())
     }
 
     /// The Converse body for a request, and the JSON-mode tool if one was added.
@@ -419,7 +484,32 @@ fn completion_id() -> String {
     format!("chatcmpl-{}", uuid::Uuid::now_v7().simple())
 }
 
+/// The assumed-role credentials for one call (put in the request's extensions by `prepare_*`).
+#[derive(Clone)]
+struct Assumed(AwsCredentials);
+
+impl BedrockProtocol {
+    /// For assumed-role auth: credentials for the call, into its extensions.
+    fn prepare<'a>(&'a self, extensions: &'a mut http::Extensions) -> Option<PrepareFuture<'a>> {
+        let BedrockAuth::AssumeRole(role) = &self.auth else {
+            return None;
+        };
+        Some(Box::pin(async move {
+            extensions.insert(Assumed(role.credentials().await?));
+            Ok(())
+        }))
+    }
+}
+
 impl Protocol for BedrockProtocol {
+    fn prepare_chat<'a>(&'a self, req: &'a mut ChatRequest) -> Option<PrepareFuture<'a>> {
+        self.prepare(&mut req.extensions)
+    }
+
+    fn prepare_embedding<'a>(&'a self, req: &'a mut EmbeddingRequest) -> Option<PrepareFuture<'a>> {
+        self.prepare(&mut req.extensions)
+    }
+
     fn chat_request(&self, req: &ChatRequest) -> Result<http::Request<Bytes>, Error> {
         let stream = req.is_stream();
         let (body, _) = self.body(req)?;
@@ -439,30 +529,40 @@ impl Protocol for BedrockProtocol {
                 "application/json"
             }),
         );
-        match &self.auth {
-            BedrockAuth::SigV4(creds) => {
-                sigv4::sign_request(
-                    &mut http_req,
-                    creds,
-                    &self.region,
-                    SIGNING_NAME,
-                    (self.clock)(),
-                    false,
-                )?;
-            }
-            BedrockAuth::ApiKey(key) => {
-                let mut v =
-                    HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-                        Error::bad_request("the Bedrock API key contains invalid characters")
-                    })?;
-                v.set_sensitive(true);
-                http_req
-                    .headers_mut()
-                    .insert(http::header::AUTHORIZATION, v);
-            }
-            BedrockAuth::None => {}
-        }
+        self.authorize(&mut http_req, &req.extensions)?;
         Ok(http_req)
+    }
+
+    fn embedding_request(&self, req: &EmbeddingRequest) -> Result<http::Request<Bytes>, Error> {
+        let Some(family) = self.embed_family else {
+            return Err(Error::bad_request(format!(
+                "`{}` is not a Bedrock embedding model this version serves (amazon.titan-embed-*, cohere.embed-*)",
+                self.model
+            ))
+            .with_param("model"));
+        };
+        let body = embed::body(family, req.body(), &self.params)?;
+        let mut http_req = http::Request::new(Bytes::from(body));
+        *http_req.method_mut() = Method::POST;
+        *http_req.uri_mut() = self.invoke_uri.clone();
+        *http_req.headers_mut() = self.headers.clone();
+        http_req.headers_mut().insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        self.authorize(&mut http_req, &req.extensions)?;
+        Ok(http_req)
+    }
+
+    fn parse_embeddings(
+        &self,
+        req: &EmbeddingRequest,
+        body: &[u8],
+    ) -> Result<EmbeddingResponse, Error> {
+        let family = self
+            .embed_family
+            .ok_or_else(|| Error::internal("not an embedding model"))?;
+        embed::parse(family, req.body(), body, &self.model)
     }
 
     fn parse_completion(&self, req: &ChatRequest, body: &[u8]) -> Result<ChatCompletion, Error> {

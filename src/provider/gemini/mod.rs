@@ -137,7 +137,9 @@ pub use auth::{
     CLOUD_PLATFORM_SCOPE, CachedToken, FreshToken, GOOGLE_TOKEN_URI, GoogleAuth, GoogleCredentials,
     METADATA_BASE, StaticToken, TokenFetcher, TokenSource,
 };
+pub(crate) use error::from_response as google_error;
 pub use media::{FetchPolicy, ImageUrls, MAX_IMAGES, is_public_address};
+pub(crate) use vertex::{BearerToken, authorized, publisher_model_url};
 pub use vertex::{DEFAULT_LOCATION, VertexAi, VertexConfig, VertexProtocol};
 
 use super::openai::join_uri;

@@ -89,37 +89,56 @@ impl VertexConfig {
 
     /// The URL the calls go to, up to the `:method` suffix.
     pub fn model_url(&self) -> Result<String, Error> {
-        if let Some(base) = &self.api_base {
-            return Ok(base.trim_end_matches('/').to_owned());
-        }
-        let location = self.location.as_str();
-        if location.is_empty()
-            || location.len() > 64
-            || !location
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return Err(Error::bad_request(format!(
-                "`{}` is not a Vertex AI location",
-                location.chars().take(64).collect::<String>()
-            )));
-        }
-        let Some(project) = self.project.as_deref().filter(|p| !p.is_empty()) else {
-            return Err(Error::bad_request(
-                "Vertex AI needs a project (vertex_project, VERTEXAI_PROJECT, or the credentials' project_id)",
-            ));
-        };
-        let host = if location == "global" {
-            "https://aiplatform.googleapis.com".to_owned()
-        } else {
-            format!("https://{location}-aiplatform.googleapis.com")
-        };
-        Ok(format!(
-            "{host}/v1/projects/{}/locations/{location}/publishers/google/models/{}",
-            path_segment(project)?,
-            path_segment(&self.model)?
-        ))
+        publisher_model_url(
+            self.api_base.as_deref(),
+            self.project.as_deref(),
+            &self.location,
+            "google",
+            &self.model,
+        )
     }
+}
+
+/// The Vertex AI URL of `publisher`'s `model` (up to the `:method` suffix):
+/// `api_base` as given when set, else the regional (or, for `global`, the
+/// global) host with the project and location in the path. Fails on a bad
+/// location or a missing project.
+pub(crate) fn publisher_model_url(
+    api_base: Option<&str>,
+    project: Option<&str>,
+    location: &str,
+    publisher: &str,
+    model: &str,
+) -> Result<String, Error> {
+    if let Some(base) = api_base {
+        return Ok(base.trim_end_matches('/').to_owned());
+    }
+    if location.is_empty()
+        || location.len() > 64
+        || !location
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(Error::bad_request(format!(
+            "`{}` is not a Vertex AI location",
+            location.chars().take(64).collect::<String>()
+        )));
+    }
+    let Some(project) = project.filter(|p| !p.is_empty()) else {
+        return Err(Error::bad_request(
+            "Vertex AI needs a project (vertex_project, VERTEXAI_PROJECT, or the credentials' project_id)",
+        ));
+    };
+    let host = if location == "global" {
+        "https://aiplatform.googleapis.com".to_owned()
+    } else {
+        format!("https://{location}-aiplatform.googleapis.com")
+    };
+    Ok(format!(
+        "{host}/v1/projects/{}/locations/{location}/publishers/{publisher}/models/{}",
+        path_segment(project)?,
+        path_segment(model)?
+    ))
 }
 
 /// The access token for one call, put into the request's extensions by `prepare_chat`.
@@ -127,7 +146,7 @@ impl VertexConfig {
 pub(crate) struct BearerToken(pub(crate) Secret);
 
 /// Adds the call's bearer token (from `prepare_*`) to an upstream request.
-fn authorized(
+pub(crate) fn authorized(
     mut http: http::Request<Bytes>,
     extensions: &http::Extensions,
 ) -> Result<http::Request<Bytes>, Error> {

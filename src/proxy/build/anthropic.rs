@@ -14,6 +14,18 @@ use crate::provider::anthropic::{ANTHROPIC_API_BASE, Anthropic, AnthropicConfig,
 use crate::proxy::config::ConfigError;
 use crate::router::Deployment;
 
+/// LiteLLM's `cache_control_injection_points` of a deployment.
+pub(super) fn injection_points(ctx: &LeafCtx<'_>) -> Result<Vec<CachePoint>, ConfigError> {
+    match ctx.entry.litellm_params.other.get("cache_control_injection_points") {
+        None => Ok(Vec::new()),
+        Some(v) => serde_json::from_value::<Vec<CachePoint>>(v.clone()).map_err(|e| {
+            ctx.error(format_args!(
+                "`cache_control_injection_points` must be a list of {{location, role | index, control}}: {e}"
+            ))
+        }),
+    }
+}
+
 /// Builds an Anthropic deployment.
 pub(super) fn build(ctx: &mut LeafCtx<'_>) -> Result<Deployment, ConfigError> {
     let p = &ctx.entry.litellm_params;
@@ -39,14 +51,7 @@ pub(super) fn build(ctx: &mut LeafCtx<'_>) -> Result<Deployment, ConfigError> {
         );
         ctx.warnings.push(msg);
     }
-    let cache_control_injection_points = match p.other.get("cache_control_injection_points") {
-        None => Vec::new(),
-        Some(v) => serde_json::from_value::<Vec<CachePoint>>(v.clone()).map_err(|e| {
-            ctx.error(format_args!(
-                "`cache_control_injection_points` must be a list of {{location, role | index, control}}: {e}"
-            ))
-        })?,
-    };
+    let cache_control_injection_points = injection_points(ctx)?;
     let info = ctx.info("anthropic", Some(&base));
     let mut cfg = AnthropicConfig::new(ctx.upstream_model.clone()).api_base(base);
     cfg.api_key = api_key;

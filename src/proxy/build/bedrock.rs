@@ -1,4 +1,5 @@
-//! The `bedrock` provider family: AWS Bedrock Converse (`bedrock/…`, `bedrock_converse/…`).
+//! The `bedrock` provider family: AWS Bedrock Converse (`bedrock/…`, `bedrock_converse/…`),
+//! and InvokeModel embeddings for `amazon.titan-embed-*` / `cohere.embed-*` models.
 //!
 //! LiteLLM's settings: `aws_access_key_id`, `aws_secret_access_key`,
 //! `aws_session_token`, `aws_region_name`, `aws_bedrock_runtime_endpoint`
@@ -6,10 +7,17 @@
 //! environment variables (`AWS_BEARER_TOKEN_BEDROCK`, `AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION_NAME`,
 //! `AWS_REGION`, `AWS_DEFAULT_REGION`, `AWS_BEDROCK_RUNTIME_ENDPOINT`).
+//! `aws_role_name` (with `aws_session_name`, default `tollgate`, and
+//! `aws_sts_endpoint`) assumes that role through STS with those credentials;
+//! calls are signed with the temporary ones, cached until shortly before expiry.
 
 use super::LeafCtx;
 use crate::Secret;
-use crate::provider::bedrock::{AwsCredentials, Bedrock, BedrockAuth, BedrockConfig, arn_region};
+use crate::provider::bedrock::sts::DEFAULT_DURATION;
+use crate::provider::bedrock::{
+    AssumeRole, AssumeRoleConfig, AwsCredentials, Bedrock, BedrockAuth, BedrockConfig,
+    BedrockEmbeddings, EmbedFamily, arn_region,
+};
 use crate::proxy::config::ConfigError;
 use crate::router::Deployment;
 
@@ -89,6 +97,33 @@ pub(super) fn build(ctx: &mut LeafCtx<'_>) -> Result<Deployment, ConfigError> {
         BedrockAuth::None
     };
 
+    let auth = match ctx.param_str("aws_role_name").filter(|r| !r.is_empty()) {
+        None => auth,
+        Some(role_arn) => {
+            let BedrockAuth::SigV4(source) = auth else {
+                return Err(ctx.error(
+                    "`aws_role_name` needs source AWS credentials to assume it with \
+                     (aws_access_key_id/aws_secret_access_key or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)",
+                ));
+            };
+            let session_name = ctx
+                .param_str("aws_session_name")
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "tollgate".to_owned());
+            let role = AssumeRole::new(AssumeRoleConfig {
+                role_arn,
+                session_name,
+                source,
+                region: region.clone(),
+                endpoint: ctx.param_str("aws_sts_endpoint"),
+                duration: DEFAULT_DURATION,
+                client: Some(ctx.client.clone()),
+            })
+            .map_err(|e| ctx.error(e.message()))?;
+            BedrockAuth::AssumeRole(std::sync::Arc::new(role))
+        }
+    };
+
     let shown_base = endpoint
         .clone()
         .unwrap_or_else(|| format!("https://bedrock-runtime.{region}.amazonaws.com"));
@@ -99,6 +134,7 @@ pub(super) fn build(ctx: &mut LeafCtx<'_>) -> Result<Deployment, ConfigError> {
         .get("base_model")
         .and_then(|v| v.as_str())
         .map(|s| s.trim_start_matches("bedrock/").to_owned());
+    let embed_model = base_model.clone().unwrap_or_else(|| model.clone());
     let mut cfg = BedrockConfig::new(model, region);
     cfg.base_model = base_model;
     cfg.endpoint = endpoint;
@@ -110,6 +146,10 @@ pub(super) fn build(ctx: &mut LeafCtx<'_>) -> Result<Deployment, ConfigError> {
     cfg.info = Some(info.clone());
     cfg.client = Some(ctx.client.clone());
     let leaf = Bedrock::new(cfg).map_err(|e| ctx.error(e.message()))?;
+    if EmbedFamily::of(&embed_model).is_some() {
+        let embeddings = BedrockEmbeddings::new(leaf.clone(), &embed_model);
+        return Ok(Deployment::new(info, leaf).with_embeddings(embeddings));
+    }
     Ok(Deployment::new(info, leaf))
 }
 
@@ -180,5 +220,36 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.0.contains("invoke"), "{e}");
+    }
+
+    #[test]
+    fn roles_need_source_credentials_and_embeddings_only_for_embedding_models() {
+        let e = built(
+            "model_list:\n  - model_name: a\n    litellm_params: {model: bedrock/m, aws_region_name: us-east-1, aws_role_name: 'arn:aws:iam::1:role/r'}\n",
+            &[],
+        )
+        .err()
+        .unwrap();
+        assert!(e.0.contains("aws_role_name"), "{e}");
+        let b = built(
+            "model_list:\n  - model_name: a\n    litellm_params: {model: bedrock/m, aws_region_name: us-east-1, aws_access_key_id: AKIDX, aws_secret_access_key: s, aws_role_name: 'arn:aws:iam::1:role/r', aws_session_name: s1}\n  - model_name: t\n    litellm_params: {model: bedrock/amazon.titan-embed-text-v2:0, aws_region_name: us-east-1, api_key: k}\n",
+            &[],
+        )
+        .unwrap();
+        assert!(
+            b.warnings.iter().all(|w| !w.contains("aws_role_name")),
+            "{:?}",
+            b.warnings
+        );
+        assert!(
+            b.router.group("a").unwrap().deployments[0]
+                .embeddings
+                .is_none()
+        );
+        assert!(
+            b.router.group("t").unwrap().deployments[0]
+                .embeddings
+                .is_some()
+        );
     }
 }

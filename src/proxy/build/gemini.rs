@@ -1,4 +1,4 @@
-//! `gemini/…` (Gemini API) and `vertex_ai/…` (Gemini models on Vertex AI).
+//! `gemini/…` (Gemini API) and `vertex_ai/…` (Gemini and Claude models on Vertex AI).
 //!
 //! Gemini, as LiteLLM: the key from `api_key`, else `GEMINI_API_KEY`, else
 //! `GOOGLE_API_KEY`; the base from `api_base` (or `base_url`), else
@@ -16,6 +16,10 @@
 //! else the metadata server (`GCE_METADATA_HOST` overrides its address).
 //! `api_base` is the whole URL up to `:generateContent`.
 //!
+//! `vertex_ai/claude-…` models are Claude on Vertex AI (the Anthropic leaf's
+//! translation sent to `…/publishers/anthropic/models/{model}:rawPredict`,
+//! same settings; `api_base` is then the whole URL up to `:rawPredict`).
+//!
 //! `fetch_image_urls: true` (a tollgate setting) lets the leaf download
 //! `http(s)` image URLs and send them inline (see
 //! [`ImageUrls`](crate::provider::gemini::ImageUrls)).
@@ -23,6 +27,7 @@
 use super::LeafCtx;
 use crate::Secret;
 use crate::provider::ProviderKind;
+use crate::provider::anthropic::{VertexClaude, VertexClaudeConfig};
 use crate::provider::gemini::{
     DEFAULT_LOCATION, FetchPolicy, GEMINI_API_BASE, Gemini, GeminiConfig, GoogleAuth,
     GoogleCredentials, ImageUrls, METADATA_BASE, VertexAi, VertexConfig,
@@ -103,20 +108,15 @@ const PARTNER_PREFIXES: &[&str] = &[
     "gpt-oss",
 ];
 
-fn vertex(ctx: &mut LeafCtx<'_>) -> Result<Deployment, ConfigError> {
-    let model = ctx.upstream_model.clone();
-    if model.starts_with("claude") {
-        return Err(ctx.error(format_args!(
-            "Claude on Vertex AI (`{}`) is not supported by this version of tollgate yet; use a Gemini model on Vertex AI, or `anthropic/…`",
-            ctx.entry.litellm_params.model
-        )));
-    }
-    if model.contains('/') || PARTNER_PREFIXES.iter().any(|pre| model.starts_with(pre)) {
-        return Err(ctx.error(format_args!(
-            "only Gemini models are served on Vertex AI by this version of tollgate (not `{}`)",
-            ctx.entry.litellm_params.model
-        )));
-    }
+/// The project, location, `api_base` and token source of a Vertex AI deployment.
+struct VertexPlace {
+    project: Option<String>,
+    location: String,
+    api_base: Option<String>,
+    tokens: std::sync::Arc<dyn crate::provider::gemini::TokenSource>,
+}
+
+fn vertex_place(ctx: &LeafCtx<'_>) -> Result<VertexPlace, ConfigError> {
     let param = |keys: &[&str]| keys.iter().find_map(|k| ctx.param_str(k));
     let creds = credentials(ctx)?;
     let project = param(&["vertex_project", "vertex_ai_project"])
@@ -134,12 +134,32 @@ fn vertex(ctx: &mut LeafCtx<'_>) -> Result<Deployment, ConfigError> {
         ));
     }
     let tokens = GoogleAuth::shared_source(creds, ctx.client.clone());
-    let mut cfg = VertexConfig {
-        model,
+    Ok(VertexPlace {
         project,
         location,
         api_base,
         tokens,
+    })
+}
+
+fn vertex(ctx: &mut LeafCtx<'_>) -> Result<Deployment, ConfigError> {
+    let model = ctx.upstream_model.clone();
+    if model.starts_with("claude") {
+        return vertex_claude(ctx);
+    }
+    if model.contains('/') || PARTNER_PREFIXES.iter().any(|pre| model.starts_with(pre)) {
+        return Err(ctx.error(format_args!(
+            "only Gemini and Claude models are served on Vertex AI by this version of tollgate (not `{}`)",
+            ctx.entry.litellm_params.model
+        )));
+    }
+    let place = vertex_place(ctx)?;
+    let mut cfg = VertexConfig {
+        model,
+        project: place.project,
+        location: place.location,
+        api_base: place.api_base,
+        tokens: place.tokens,
         extra_headers: ctx.headers()?,
         params: ctx.params(),
         drop: ctx.drop.clone(),
@@ -153,6 +173,35 @@ fn vertex(ctx: &mut LeafCtx<'_>) -> Result<Deployment, ConfigError> {
     cfg.info = Some(info.clone());
     let leaf = VertexAi::new(cfg).map_err(|e| ctx.error(e.message()))?;
     Ok(Deployment::new(info, leaf.clone()).with_embeddings(leaf))
+}
+
+/// Claude on Vertex AI: the Anthropic translation sent to `:rawPredict`.
+fn vertex_claude(ctx: &mut LeafCtx<'_>) -> Result<Deployment, ConfigError> {
+    let place = vertex_place(ctx)?;
+    let cache_control_injection_points = super::anthropic::injection_points(ctx)?;
+    let cfg = VertexClaudeConfig {
+        model: ctx.upstream_model.clone(),
+        project: place.project,
+        location: place.location,
+        api_base: place.api_base,
+        tokens: place.tokens,
+        extra_headers: ctx.headers()?,
+        params: ctx.params(),
+        default_max_tokens: None,
+        cache_control_injection_points,
+        drop: ctx.drop.clone(),
+        timeouts: ctx.timeouts,
+        info: None,
+        client: Some(ctx.client.clone()),
+    };
+    let url = cfg.model_url().map_err(|e| ctx.error(e.message()))?;
+    let info = ctx.info("vertex_ai", Some(&url));
+    let cfg = VertexClaudeConfig {
+        info: Some(info.clone()),
+        ..cfg
+    };
+    let leaf = VertexClaude::new(cfg).map_err(|e| ctx.error(e.message()))?;
+    Ok(Deployment::new(info, leaf))
 }
 
 /// Finds the Google credentials as LiteLLM does (see the module docs).
@@ -339,19 +388,49 @@ mod tests {
     }
 
     #[test]
+    fn vertex_claude_uses_the_anthropic_publisher() {
+        let yaml = format!(
+            "model_list:\n  - model_name: c\n    litellm_params: {{model: vertex_ai/claude-sonnet-4@20250514, vertex_credentials: '{}', vertex_location: us-east5, cache_control_injection_points: [{{location: message, role: system}}]}}\n  - model_name: g\n    litellm_params: {{model: vertex_ai/claude-3-5-haiku@20241022, vertex_project: p2, vertex_location: global, vertex_credentials: '{}'}}\n",
+            creds_path(),
+            creds_path()
+        );
+        let b = built(&yaml, &[]).unwrap();
+        let d = &b.router.group("c").unwrap().deployments[0];
+        assert_eq!(d.info.provider.as_ref(), "vertex_ai");
+        assert_eq!(d.info.model.as_ref(), "vertex_ai/claude-sonnet-4@20250514");
+        assert_eq!(
+            d.info.api_base.as_deref(),
+            Some(
+                "https://us-east5-aiplatform.googleapis.com/v1/projects/tollgate-test-project/locations/us-east5/publishers/anthropic/models/claude-sonnet-4@20250514"
+            )
+        );
+        assert!(d.embeddings.is_none());
+        assert_eq!(
+            b.router.group("g").unwrap().deployments[0]
+                .info
+                .api_base
+                .as_deref(),
+            Some(
+                "https://aiplatform.googleapis.com/v1/projects/p2/locations/global/publishers/anthropic/models/claude-3-5-haiku@20241022"
+            )
+        );
+        let e = built(
+            "model_list:\n  - model_name: c\n    litellm_params: {model: vertex_ai/claude-sonnet-4@20250514, vertex_project: p, cache_control_injection_points: 3}\n",
+            &[],
+        )
+        .err()
+        .unwrap();
+        assert!(e.0.contains("cache_control_injection_points"), "{e}");
+    }
+
+    #[test]
     fn vertex_errors_are_clear() {
         let err = |yaml: &str, env: &[(&str, &str)]| built(yaml, env).err().unwrap().0;
-        let e = err(
-            "model_list:\n  - model_name: c\n    litellm_params: {model: vertex_ai/claude-3-5-sonnet@20240620, vertex_project: p}\n",
-            &[],
-        );
-        assert!(e.contains("Claude on Vertex AI"), "{e}");
-        assert!(e.contains("not supported"), "{e}");
         let e = err(
             "model_list:\n  - model_name: c\n    litellm_params: {model: vertex_ai/meta/llama-3.1-405b-instruct-maas, vertex_project: p}\n",
             &[],
         );
-        assert!(e.contains("only Gemini models"), "{e}");
+        assert!(e.contains("only Gemini and Claude models"), "{e}");
         // No credentials anywhere (the metadata server would be asked) and no project.
         let e = err(
             "model_list:\n  - model_name: v\n    litellm_params: {model: vertex_ai/gemini-2.0-flash}\n",
