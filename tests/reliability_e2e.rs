@@ -178,6 +178,7 @@ async fn server_errors_are_retried_num_retries_times_then_returned_as_they_are()
         assert_eq!(e["message"], "the upstream broke");
         assert_eq!(e["type"], "api_error");
         assert_eq!(e["code"], code);
+        assert_eq!(retries(&a), "2", "the error tells how often it was retried");
         // Three attempts (num_retries: 2), all on dep-a: `order` keeps the
         // overflow deployment out while dep-a is under `allowed_fails` (3).
         assert_eq!((r.a.received().len(), r.b.received().len()), (3, 0));
@@ -237,6 +238,7 @@ async fn bad_requests_and_auth_failures_are_never_retried() {
     let e = error_of(&a);
     assert_eq!(e["type"], "invalid_request_error");
     assert_eq!(e["param"], "temperature");
+    assert_eq!(retries(&a), "0");
     assert_eq!((r.a.received().len(), r.b.received().len()), (1, 0));
     let a = r.chat(CHAT).await;
     assert_eq!(a.status, 401, "{}", a.text());
@@ -262,12 +264,14 @@ async fn num_retries_and_retry_policy_set_the_attempt_count() {
     let a = r.chat(CHAT).await;
     assert_eq!(a.status, 500);
     assert_eq!(r.a.received().len(), 2, "num_retries: 1 → two attempts");
+    assert_eq!(retries(&a), "1");
     // A request's own num_retries wins over the configured one.
     let a = r
         .chat(r#"{"model":"gpt-4o","num_retries":3,"messages":[{"role":"user","content":"hi"}]}"#)
         .await;
     assert_eq!(a.status, 500);
     assert_eq!(r.a.received().len(), 2 + 4);
+    assert_eq!(retries(&a), "3");
 
     let r = rig("  num_retries: 1\n  allowed_fails: 100\n  retry_policy: {InternalServerErrorRetries: 4, RateLimitErrorRetries: 0}\n").await;
     r.a.always(error_json(500, "down"));
