@@ -84,6 +84,41 @@ impl Rig {
     }
 }
 
+impl Rig {
+    /// Streams a chat request; once the first whole event has arrived, runs
+    /// `then`, and reads the rest.
+    async fn chat_stream_then(&self, body: &str, then: impl FnOnce()) -> Answer {
+        use http_body_util::{BodyExt, Full};
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>();
+        let req = http::Request::post(self.proxy.url("/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {KEY}"))
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .unwrap();
+        let (parts, mut incoming) = client.request(req).await.unwrap().into_parts();
+        let mut got = Vec::new();
+        let mut then = Some(then);
+        while let Some(frame) = incoming.frame().await {
+            let Ok(frame) = frame else { break };
+            if let Ok(data) = frame.into_data() {
+                got.extend_from_slice(&data);
+            }
+            if got.windows(2).any(|w| w == b"\n\n")
+                && let Some(f) = then.take()
+            {
+                f();
+            }
+        }
+        Answer {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: got.into(),
+        }
+    }
+}
+
 fn header<'a>(a: &'a Answer, name: &str) -> &'a str {
     a.headers
         .get(name)
@@ -452,16 +487,15 @@ async fn a_truncated_stream_ends_with_an_error_event_not_done() {
 #[tokio::test]
 async fn a_connection_reset_mid_stream_after_the_first_chunk_is_an_in_band_error() {
     let r = rig(DEFAULTS).await;
-    let mut reply = Reply::reset_mid_body(200, "text/event-stream", half_stream());
-    // The rest comes later, then the reset: by then the first chunk is the client's.
-    reply.pieces.push((
-        Duration::from_millis(300),
-        Bytes::from_static(b": keep-alive\n\n"),
+    // The reset comes once the client has the first chunk.
+    r.a.always(Reply::reset_when_released(
+        200,
+        "text/event-stream",
+        half_stream(),
     ));
-    r.a.always(reply);
     r.b.always(ok_sse());
-    let a = r.chat(STREAM).await;
-    assert_in_band_error(&a, "api_error", "");
+    let a = r.chat_stream_then(STREAM, || r.a.release()).await;
+    assert_in_band_error(&a, "api_error", "connection broke in the middle of the stream");
     assert_eq!((r.a.received().len(), r.b.received().len()), (1, 0));
 
     // A reset before any chunk is retried like any failure.

@@ -110,6 +110,18 @@ impl Reply {
         }
     }
 
+    /// Like [`Reply::reset_mid_body`], but the reset waits for
+    /// [`MockUpstream::release`] (e.g. until the client saw the first chunk).
+    pub fn reset_when_released(status: u16, content_type: &str, prefix: impl Into<Bytes>) -> Self {
+        let mut r = Reply::reset_mid_body(status, content_type, prefix);
+        for (k, v) in &mut r.headers {
+            if k == FAULT_HEADER {
+                *v = "reset-on-release".into();
+            }
+        }
+        r
+    }
+
     /// Reads the request, then never sends a response head.
     pub fn no_head() -> Self {
         Reply {
@@ -144,6 +156,7 @@ struct State {
     replies: VecDeque<Reply>,
     fallback: Option<Reply>,
     received: Vec<Received>,
+    release: Arc<tokio::sync::Notify>,
 }
 
 /// A programmable HTTP/1.1 upstream.
@@ -203,6 +216,11 @@ impl MockUpstream {
         self.state.lock().unwrap().fallback = Some(reply);
     }
 
+    /// Lets a [`Reply::reset_when_released`] reset its connection.
+    pub fn release(&self) {
+        self.state.lock().unwrap().release.notify_one();
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
     }
@@ -227,8 +245,9 @@ async fn answer(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let reply = {
+    let (reply, release) = {
         let mut s = state.lock().unwrap();
+        let release = s.release.clone();
         s.received.push(Received {
             method: parts.method,
             path: parts
@@ -239,10 +258,12 @@ async fn answer(
             headers: parts.headers,
             body,
         });
-        s.replies
+        let reply = s
+            .replies
             .pop_front()
             .or_else(|| s.fallback.clone())
-            .unwrap_or_else(|| Reply::json(500, r#"{"error":{"message":"no reply programmed"}}"#))
+            .unwrap_or_else(|| Reply::json(500, r#"{"error":{"message":"no reply programmed"}}"#));
+        (reply, release)
     };
     let fault = reply.fault().map(str::to_owned);
     if fault.as_deref() == Some("no-head") {
@@ -250,8 +271,9 @@ async fn answer(
         std::future::pending::<()>().await;
     }
     // After the pieces: reset the connection instead of ending the body.
-    let reset = (fault.as_deref() == Some("reset"))
-        .then_some(socket)
+    let gated = fault.as_deref() == Some("reset-on-release");
+    let reset = (fault.as_deref() == Some("reset") || gated)
+        .then(|| socket.map(|s| (s, gated.then_some(release))))
         .flatten();
     let hang = reply.hang;
     let pieces = reply.pieces;
@@ -266,7 +288,10 @@ async fn answer(
                     Some((Ok(Frame::data(bytes)), (it, hang, reset)))
                 }
                 None if reset.is_some() => {
-                    if let Some(s) = reset.as_ref().and_then(|s| s.try_clone().ok()) {
+                    if let Some((_, Some(gate))) = &reset {
+                        gate.notified().await;
+                    }
+                    if let Some(s) = reset.as_ref().and_then(|(s, _)| s.try_clone().ok()) {
                         // Closing with a zero linger sends RST instead of FIN.
                         let _ = tokio::net::TcpSocket::from_std_stream(s).set_zero_linger();
                     }
