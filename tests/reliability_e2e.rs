@@ -495,7 +495,11 @@ async fn a_connection_reset_mid_stream_after_the_first_chunk_is_an_in_band_error
     ));
     r.b.always(ok_sse());
     let a = r.chat_stream_then(STREAM, || r.a.release()).await;
-    assert_in_band_error(&a, "api_error", "connection broke in the middle of the stream");
+    assert_in_band_error(
+        &a,
+        "api_error",
+        "connection broke in the middle of the stream",
+    );
     assert_eq!((r.a.received().len(), r.b.received().len()), (1, 0));
 
     // A reset before any chunk is retried like any failure.
