@@ -78,6 +78,7 @@ type ChatStack = Timeout<Fallback<Retry<Router>>>;
 pub struct Client {
     router: Router,
     chat: ChatStack,
+    timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Client {
@@ -230,7 +231,11 @@ impl Client {
             ..Timeouts::default()
         })
         .layer(fell_back);
-        Client { router, chat }
+        Client {
+            router,
+            chat,
+            timeout,
+        }
     }
 
     /// The router underneath.
@@ -246,8 +251,15 @@ impl Client {
         }
     }
 
-    /// Sends a prepared request as is (through timeout, fallback, retry, router).
-    pub async fn send(&self, req: ChatRequest) -> Result<ChatResponse, Error> {
+    /// Sends a prepared request (through timeout, fallback, retry, router);
+    /// the client's timeout, if any, caps the request's own.
+    pub async fn send(&self, mut req: ChatRequest) -> Result<ChatResponse, Error> {
+        if let Some(t) = self.timeout {
+            // As the request's own timeout it also bounds a stream to its last chunk.
+            let t = t.as_secs_f64();
+            let own = req.timeout.filter(|s| s.is_finite() && *s > 0.0);
+            req.body_mut().timeout = Some(own.map_or(t, |o| o.min(t)));
+        }
         self.chat.clone().oneshot(req).await
     }
 

@@ -297,6 +297,26 @@ async fn a_calls_timeout_fires_and_bounds_every_attempt() {
         .await
         .unwrap_err();
     assert_eq!(started.elapsed(), Duration::from_secs(2));
+    let started = Instant::now();
+    client
+        .completion("gpt-4o", hi())
+        .timeout(Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(10),
+        "a call may only shorten it"
+    );
+    // Streams too.
+    let started = Instant::now();
+    let err = client
+        .completion("gpt-4o", hi())
+        .stream()
+        .await
+        .unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Timeout(_)), "{err:?}");
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
 }
 
 #[tokio::test(start_paused = true)]
