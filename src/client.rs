@@ -36,10 +36,29 @@
 //! }
 //! # });
 //! ```
+//!
+//! # Reliability per call
+//!
+//! Every call runs through the same layers as the proxy, outermost first:
+//! a [`TimeoutLayer`] (the call's `timeout`), a [`FallbackLayer`] (other
+//! model groups), a [`RetryLayer`] (more attempts on the group, each routed
+//! again so a retry may land on another deployment), then the [`Router`]
+//! (cooldowns, strategies). Set the defaults on the builder
+//! ([`ClientBuilder::num_retries`], [`ClientBuilder::fallbacks`],
+//! [`ClientBuilder::timeout`]) and override them per call
+//! ([`Completion::num_retries`], [`Completion::fallbacks`],
+//! [`Completion::timeout`]). [`Completion::send`] and
+//! [`Completion::stream_response`] return the answer with its
+//! [`ResponseMeta`](crate::types::ResponseMeta): which deployment answered,
+//! how many attempts and fallbacks it took. The answer's `model` is always
+//! the name the call asked for.
 
 use crate::error::Error;
+use crate::fallback::{Fallback, FallbackConfig, FallbackLayer};
+use crate::retry::{Retry, RetryLayer, RetryPolicy};
 use crate::router::{Deployment, DescribeDeployment, Router, RouterBuilder};
 use crate::stream::ChatStream;
+use crate::timeout::{Timeout, TimeoutLayer, Timeouts};
 use crate::types::{
     ChatCompletion, ChatRequest, ChatRequestBody, ChatResponse, EmbeddingInput, EmbeddingOutput,
     EmbeddingRequest, EmbeddingRequestBody, Message, ResponseFormat, StreamOptions, Tool,
@@ -47,18 +66,36 @@ use crate::types::{
 };
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+use std::time::Duration;
+use tower::Layer;
 use tower::{Service, ServiceExt};
 
+/// The chat stack of a [`Client`]: timeout, fallback, retry, router.
+type ChatStack = Timeout<Fallback<Retry<Router>>>;
+
 /// An in-process gateway. Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Client {
     router: Router,
+    chat: ChatStack,
+    timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("router", &self.router)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Builds a [`Client`].
 #[derive(Default)]
 pub struct ClientBuilder {
     router: RouterBuilder,
+    retry: RetryPolicy,
+    fallbacks: FallbackConfig,
+    timeout: Option<Duration>,
 }
 
 impl ClientBuilder {
@@ -94,11 +131,73 @@ impl ClientBuilder {
         self
     }
 
+    /// Retries per call after the first attempt (default 2, as LiteLLM's
+    /// router); a call's own [`Completion::num_retries`] wins.
+    ///
+    /// ```
+    /// # use tollgate::client::Client;
+    /// # use tollgate::provider::{Mock, MockConfig};
+    /// let client = Client::builder()
+    ///     .model("gpt-4o", Mock::new(MockConfig::new("mock/gpt-4o")))
+    ///     .num_retries(4)
+    ///     .build();
+    /// # drop(client);
+    /// ```
+    pub fn num_retries(mut self, n: u32) -> Self {
+        self.retry.num_retries = n;
+        self
+    }
+
+    /// The whole retry policy (per error class counts, backoff).
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Groups to try, in order, when `group` fails (LiteLLM's `fallbacks`);
+    /// a call's own [`Completion::fallbacks`] replaces them.
+    ///
+    /// ```
+    /// # use tollgate::client::Client;
+    /// # use tollgate::provider::{Mock, MockConfig};
+    /// let client = Client::builder()
+    ///     .model("gpt-4o", Mock::new(MockConfig::new("mock/gpt-4o")))
+    ///     .model("claude-sonnet", Mock::new(MockConfig::new("mock/claude-sonnet")))
+    ///     .fallbacks("gpt-4o", ["claude-sonnet"])
+    ///     .build();
+    /// # drop(client);
+    /// ```
+    pub fn fallbacks<I, S>(mut self, group: &str, to: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.fallbacks = self.fallbacks.fallback(group, to);
+        self
+    }
+
+    /// Every fallback list at once (context-window, content-policy, default).
+    pub fn fallback_config(mut self, config: FallbackConfig) -> Self {
+        self.fallbacks = config;
+        self
+    }
+
+    /// The longest a call may take, all retries and fallbacks included
+    /// (a stream: until its last chunk); a call's own
+    /// [`Completion::timeout`] may only shorten it. None by default.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> Client {
-        Client {
-            router: self.router.build(),
-        }
+        Client::with_layers(
+            self.router.build(),
+            self.retry,
+            self.fallbacks,
+            self.timeout,
+        )
     }
 }
 
@@ -108,9 +207,35 @@ impl Client {
         ClientBuilder::default()
     }
 
-    /// A client over an existing router.
+    /// A client over an existing router (default retries, no fallbacks).
     pub fn from_router(router: Router) -> Self {
-        Client { router }
+        Client::with_layers(
+            router,
+            RetryPolicy::default(),
+            FallbackConfig::default(),
+            None,
+        )
+    }
+
+    fn with_layers(
+        router: Router,
+        retry: RetryPolicy,
+        fallbacks: FallbackConfig,
+        timeout: Option<Duration>,
+    ) -> Self {
+        let retried = RetryLayer::new(retry).layer(router.clone());
+        let fell_back = FallbackLayer::new(fallbacks).layer(retried);
+        // Only the total: first-byte and idle deadlines belong to the leaves.
+        let chat = TimeoutLayer::new(Timeouts {
+            total: timeout,
+            ..Timeouts::default()
+        })
+        .layer(fell_back);
+        Client {
+            router,
+            chat,
+            timeout,
+        }
     }
 
     /// The router underneath.
@@ -126,9 +251,16 @@ impl Client {
         }
     }
 
-    /// Sends a prepared request as is.
-    pub async fn send(&self, req: ChatRequest) -> Result<ChatResponse, Error> {
-        self.router.clone().oneshot(req).await
+    /// Sends a prepared request (through timeout, fallback, retry, router);
+    /// the client's timeout, if any, caps the request's own.
+    pub async fn send(&self, mut req: ChatRequest) -> Result<ChatResponse, Error> {
+        if let Some(t) = self.timeout {
+            // As the request's own timeout it also bounds a stream to its last chunk.
+            let t = t.as_secs_f64();
+            let own = req.timeout.filter(|s| s.is_finite() && *s > 0.0);
+            req.body_mut().timeout = Some(own.map_or(t, |o| o.min(t)));
+        }
+        self.chat.clone().oneshot(req).await
     }
 
     /// Embeds `input` with `model`.
@@ -194,6 +326,105 @@ impl Completion {
         self
     }
 
+    /// Groups to try, in order, if this call's model fails after its
+    /// retries (replaces the client's configured fallbacks for this call).
+    /// The answer keeps the name the call asked for; its
+    /// [`meta`](ChatResponse::meta) says which deployment answered.
+    ///
+    /// ```
+    /// use tollgate::client::Client;
+    /// use tollgate::provider::{Mock, MockConfig};
+    /// use tollgate::types::Message;
+    ///
+    /// # tokio_test::block_on(async {
+    /// // A `gpt-4o` deployment that always fails with a 500.
+    /// let mut broken = MockConfig::new("mock/gpt-4o");
+    /// broken.response = Some(serde_json::json!("litellm.InternalServerError: down"));
+    /// let client = Client::builder()
+    ///     .model("gpt-4o", Mock::new(broken))
+    ///     .model("claude-sonnet", Mock::new(MockConfig::new("mock/claude-sonnet")))
+    ///     .build();
+    /// let resp = client
+    ///     .completion("gpt-4o", vec![Message::user("hi")])
+    ///     .fallbacks(["claude-sonnet"])
+    ///     .num_retries(0)
+    ///     .send()
+    ///     .await
+    ///     .unwrap();
+    /// let served = resp.meta.deployment.as_ref().unwrap();
+    /// assert_eq!(&*served.model_group, "claude-sonnet");
+    /// assert_eq!(resp.meta.fallbacks, 1);
+    /// assert_eq!(resp.into_completion().unwrap().model, "gpt-4o");
+    /// # });
+    /// ```
+    pub fn fallbacks<I, S>(mut self, groups: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let list: Vec<serde_json::Value> = groups
+            .into_iter()
+            .map(|g| serde_json::Value::String(g.into()))
+            .collect();
+        self.body.fallbacks = Some(serde_json::Value::Array(list));
+        self
+    }
+
+    /// Retries after the first attempt for this call (0: one attempt only).
+    /// Only retryable failures are retried (429, 5xx, timeouts, broken
+    /// connections), never 400/401/403/404; a stream only before its first chunk.
+    ///
+    /// ```
+    /// use tollgate::client::Client;
+    /// use tollgate::provider::{Mock, MockConfig};
+    /// use tollgate::types::Message;
+    ///
+    /// # tokio_test::block_on(async {
+    /// let client = Client::builder()
+    ///     .model("gpt-4o", Mock::new(MockConfig::new("mock/gpt-4o")))
+    ///     .build();
+    /// let resp = client
+    ///     .completion("gpt-4o", vec![Message::user("hi")])
+    ///     .num_retries(3)
+    ///     .send()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(resp.meta.attempts, 1, "it worked the first time");
+    /// # });
+    /// ```
+    pub fn num_retries(mut self, n: u32) -> Self {
+        self.body.num_retries = Some(n);
+        self
+    }
+
+    /// The longest this call may take, retries and fallbacks included (a
+    /// stream: until its last chunk). Past it the call fails with a 408
+    /// [`ErrorKind::Timeout`](crate::error::ErrorKind::Timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tollgate::client::Client;
+    /// use tollgate::provider::{Mock, MockConfig};
+    /// use tollgate::types::Message;
+    ///
+    /// # tokio_test::block_on(async {
+    /// let mut slow = MockConfig::new("mock/gpt-4o");
+    /// slow.delay = Duration::from_secs(5);
+    /// let client = Client::builder().model("gpt-4o", Mock::new(slow)).build();
+    /// let err = client
+    ///     .completion("gpt-4o", vec![Message::user("hi")])
+    ///     .timeout(Duration::from_millis(20))
+    ///     .num_retries(0)
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(err.status(), 408);
+    /// # });
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.body.timeout = Some(timeout.as_secs_f64());
+        self
+    }
+
     /// Edits the request body directly.
     pub fn with_body(mut self, edit: impl FnOnce(&mut ChatRequestBody)) -> Self {
         edit(&mut self.body);
@@ -201,13 +432,8 @@ impl Completion {
     }
 
     /// Sends the request as a stream and returns the chunks (usage arrives on the last one).
-    pub async fn stream(mut self) -> Result<ChatStream, Error> {
-        self.body.stream = Some(true);
-        self.body.stream_options = Some(StreamOptions {
-            include_usage: Some(true),
-            ..Default::default()
-        });
-        let resp = self.client.send(ChatRequest::new(self.body)).await?;
+    pub async fn stream(self) -> Result<ChatStream, Error> {
+        let resp = self.stream_response().await?;
         match resp.into_stream() {
             Ok(s) => Ok(s),
             Err(resp) => {
@@ -217,6 +443,42 @@ impl Completion {
                 Ok(ChatStream::from_chunks(completion_as_chunks(c)))
             }
         }
+    }
+
+    /// Sends the request as a stream and returns the response with its
+    /// metadata (which deployment answered, attempts, fallbacks) and the
+    /// stream as its body. Retries and fallbacks happen before the first
+    /// chunk; a failure after it arrives in the stream.
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// use tollgate::client::Client;
+    /// use tollgate::provider::{Mock, MockConfig};
+    /// use tollgate::types::Message;
+    ///
+    /// # tokio_test::block_on(async {
+    /// let client = Client::builder()
+    ///     .model("gpt-4o", Mock::new(MockConfig::new("mock/gpt-4o")))
+    ///     .build();
+    /// let resp = client
+    ///     .completion("gpt-4o", vec![Message::user("hi")])
+    ///     .stream_response()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(&*resp.meta.deployment.as_ref().unwrap().id, "mock/gpt-4o");
+    /// let mut chunks = resp.into_stream().unwrap();
+    /// while let Some(chunk) = chunks.next().await {
+    ///     assert_eq!(chunk.unwrap().model, "gpt-4o");
+    /// }
+    /// # });
+    /// ```
+    pub async fn stream_response(mut self) -> Result<ChatResponse, Error> {
+        self.body.stream = Some(true);
+        self.body.stream_options = Some(StreamOptions {
+            include_usage: Some(true),
+            ..Default::default()
+        });
+        self.client.send(ChatRequest::new(self.body)).await
     }
 
     /// Sends the request and returns the whole response (with its metadata).

@@ -16,6 +16,8 @@
 //!   `base × 2^attempt`, capped). A `Retry-After` from the upstream is
 //!   honoured when no other deployment could serve the retry at once and it is
 //!   at most `max_retry_after`; a longer one ends the retries.
+//! - "Every deployment is cooling down" (the router's 429) is returned at
+//!   once with its `Retry-After`: the request is not held for the cooldown.
 //! - A retry budget (tower's `TpsBudget`: retries may add about 20 % to the
 //!   request rate, with a floor) stops a failing provider from being hammered:
 //!   when the budget is spent, the error is returned as it is.
@@ -84,7 +86,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// How many retries an error may get (`None`: not retried).
     fn retries_for(&self, err: &Error, requested: Option<u32>) -> Option<u32> {
-        let class = ErrorClass::of(err.kind());
+        let class = ErrorClass::of_error(err);
         match self.per_class.get(&class) {
             Some(n) => Some(*n),
             None if err.is_retryable() => Some(requested.unwrap_or(self.num_retries)),
@@ -197,6 +199,12 @@ where
                     Err(e) => e,
                 };
                 let give_up = |e: Error| Err(e.with_attempts(attempt + 1));
+                // Every deployment is cooling down: the caller gets the 429
+                // with its `Retry-After` now rather than a request held open
+                // for the whole cooldown.
+                if err.code() == Some("deployments_cooling_down") {
+                    return give_up(err);
+                }
                 let Some(allowed) = policy.retries_for(&err, requested) else {
                     return give_up(err);
                 };
@@ -307,6 +315,31 @@ mod tests {
             started.elapsed() <= Duration::from_millis(750),
             "{:?}",
             started.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_deployment_cooling_down_is_returned_at_once() {
+        let cooling = Error::new(
+            ErrorKind::RateLimited(LimitSource::Upstream),
+            "all are cooling down",
+        )
+        .with_code("deployments_cooling_down")
+        .with_retry_after(Duration::from_secs(20));
+        let flaky = Flaky::new(vec![cooling]);
+        let started = Instant::now();
+        let err = layer()
+            .layer(flaky.clone())
+            .oneshot(req())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some("deployments_cooling_down"));
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(20)));
+        assert_eq!(flaky.calls(), 1);
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "not held for the cooldown"
         );
     }
 

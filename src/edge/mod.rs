@@ -877,6 +877,13 @@ fn error_response(err: &Error, ex: &Exchange) -> http::Response<EdgeBody> {
         h.insert(http::header::ALLOW, HeaderValue::from_static("GET, POST"));
     }
     common_headers(h, ex, None);
+    // How many times the upstream was tried before giving up (as on success).
+    if err.attempts() > 0 {
+        h.insert(
+            X_RETRIES.clone(),
+            HeaderValue::from(err.attempts().saturating_sub(1)),
+        );
+    }
     resp
 }
 

@@ -64,6 +64,18 @@ impl ErrorClass {
         }
     }
 
+    /// The class of an error: its kind's class, except that an upstream's
+    /// "overloaded" answer (HTTP 529, Anthropic's `overloaded_error`) is a
+    /// rate limit although it reaches the client as a 503.
+    pub fn of_error(err: &Error) -> ErrorClass {
+        if err.kind() == ErrorKind::ServiceUnavailable
+            && matches!(err.code(), Some("overloaded" | "overloaded_error"))
+        {
+            return ErrorClass::RateLimit;
+        }
+        ErrorClass::of(err.kind())
+    }
+
     /// Parses LiteLLM's policy key prefix (`RateLimitError` in `RateLimitErrorAllowedFails`).
     pub fn from_litellm(name: &str) -> Option<ErrorClass> {
         Some(match name {
@@ -156,7 +168,7 @@ impl Health {
         if policy.disabled || group_size <= 1 {
             return false;
         }
-        let class = ErrorClass::of(err.kind());
+        let class = ErrorClass::of_error(err);
         let Some(allowed) = policy.allowed(class, err.kind()) else {
             return false;
         };
@@ -216,6 +228,14 @@ mod tests {
             .with_retry_after(Duration::from_secs(30));
         assert!(h.fail(&e, &policy, 3, now));
         assert_eq!(h.remaining(now), Some(Duration::from_secs(30)));
+        let mut h = Health::default();
+        let overloaded = upstream(ErrorKind::ServiceUnavailable).with_code("overloaded_error");
+        assert!(
+            h.fail(&overloaded, &policy, 3, now),
+            "a 529 cools down at once"
+        );
+        let mut h = Health::default();
+        assert!(!h.fail(&upstream(ErrorKind::ServiceUnavailable), &policy, 3, now));
         let mut h = Health::default();
         assert!(h.fail(&upstream(ErrorKind::Authentication), &policy, 3, now));
         let mut h = Health::default();

@@ -569,6 +569,22 @@ fn filter_tags<'a>(
     }
 }
 
+/// Marks an error of a deployment's stream (a broken or silent connection, a
+/// malformed chunk, an idle timeout) as the upstream's, so that it counts
+/// towards cooldowns and may be retried or fall back like any upstream error.
+fn blame_upstream(err: Error, provider: &Arc<str>, deployment: &Arc<str>) -> Error {
+    let err = if err.provider().is_none() {
+        err.with_provider(provider.clone())
+    } else {
+        err
+    };
+    if err.deployment().is_none() {
+        err.with_deployment(deployment.clone())
+    } else {
+        err
+    }
+}
+
 /// Whether another deployment of the group could take a retry now.
 fn others_available(group: &ModelGroup, not: &Arc<str>) -> bool {
     let now = Instant::now();
@@ -677,6 +693,7 @@ impl Service<ChatRequest> for Router {
             let guard = deployment.stats.begin(estimate);
             let info = deployment.info.clone();
             let id = info.id.clone();
+            let provider = info.provider.clone();
             let stream = req.is_stream();
             let attempt = crate::observe::Attempt::begin(&mut req, &info);
             match service.oneshot(req).await {
@@ -699,6 +716,11 @@ impl Service<ChatRequest> for Router {
                         }
                         ChatBody::Stream(s) => {
                             let inner = std::mem::replace(s, ChatStream::from_chunks(Vec::new()));
+                            let (provider, deployment) = (provider.clone(), id.clone());
+                            let inner =
+                                ChatStream::new(futures_util::StreamExt::map(inner, move |item| {
+                                    item.map_err(|e| blame_upstream(e, &provider, &deployment))
+                                }));
                             *s = inner.observe(Watch {
                                 router: router.clone(),
                                 group: group.name.clone(),
@@ -713,6 +735,11 @@ impl Service<ChatRequest> for Router {
                     Ok(resp)
                 }
                 Err(err) => {
+                    let err = match err.kind() {
+                        // The deployment's own deadline: its upstream was too slow.
+                        ErrorKind::Timeout(_) => blame_upstream(err, &provider, &id),
+                        _ => err,
+                    };
                     attempt.failed(&err, &guard.stats().metrics);
                     record_failure(&router, group, guard.stats(), &err);
                     drop(guard);

@@ -514,3 +514,54 @@ async fn a_stream_failing_midway_counts_against_the_deployment() {
         0
     );
 }
+
+/// Answers a stream whose first item is an error that names no provider
+/// (as a stream decoder's or an idle timer's errors do).
+#[derive(Clone)]
+struct BrokenStream;
+
+impl Service<ChatRequest> for BrokenStream {
+    type Response = ChatResponse;
+    type Error = Error;
+    type Future = BoxFuture<Result<ChatResponse, Error>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, _: ChatRequest) -> Self::Future {
+        Box::pin(async {
+            Ok(ChatResponse::stream(ChatStream::from_results(vec![Err(
+                Error::new(
+                    ErrorKind::BadGateway,
+                    "the upstream stream chunk is not valid",
+                ),
+            )])))
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deployments_stream_errors_are_blamed_on_it_and_count_towards_its_cooldown() {
+    use futures_util::StreamExt;
+    let info = DeploymentInfo {
+        id: Arc::from("a"),
+        model_group: Arc::from("g"),
+        model: Arc::from("mock/a"),
+        provider: Arc::from("openai"),
+        api_base: None,
+    };
+    let router = Router::builder()
+        .deployment(Deployment::new(Arc::new(info), BrokenStream).order(1))
+        .deployment(deployment("g", "b", Scripted::new("b")).order(2))
+        .build();
+    // allowed_fails = 3: four broken streams cool `a` down.
+    for _ in 0..4 {
+        let resp = router.clone().oneshot(req("g")).await.unwrap();
+        assert_eq!(&*resp.meta.deployment.as_ref().unwrap().id, "a");
+        let mut stream = resp.into_stream().ok().unwrap();
+        let err = stream.next().await.unwrap().unwrap_err();
+        assert_eq!(err.provider(), Some("openai"));
+        assert_eq!(err.deployment(), Some("a"));
+        assert!(stream.next().await.is_none());
+    }
+    assert_eq!(served_by(&router, "g").await.unwrap(), "b");
+}

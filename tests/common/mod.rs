@@ -88,6 +88,67 @@ impl Reply {
         self.headers.push((k.into(), v.into()));
         self
     }
+
+    /// An SSE stream that sends `body`, then stays open and silent forever.
+    pub fn sse_stall(body: impl Into<Bytes>) -> Self {
+        let mut r = Reply::sse(body);
+        r.hang = true;
+        r
+    }
+
+    /// Sends the head (`status`, SSE or JSON by `content_type`) and `prefix`,
+    /// then resets the connection (TCP RST) in the middle of the body.
+    pub fn reset_mid_body(status: u16, content_type: &str, prefix: impl Into<Bytes>) -> Self {
+        Reply {
+            status,
+            headers: vec![
+                ("content-type".into(), content_type.into()),
+                (FAULT_HEADER.into(), "reset".into()),
+            ],
+            pieces: vec![(Duration::ZERO, prefix.into())],
+            hang: false,
+        }
+    }
+
+    /// Like [`Reply::reset_mid_body`], but the reset waits for
+    /// [`MockUpstream::release`] (e.g. until the client saw the first chunk).
+    pub fn reset_when_released(status: u16, content_type: &str, prefix: impl Into<Bytes>) -> Self {
+        let mut r = Reply::reset_mid_body(status, content_type, prefix);
+        for (k, v) in &mut r.headers {
+            if k == FAULT_HEADER {
+                *v = "reset-on-release".into();
+            }
+        }
+        r
+    }
+
+    /// Reads the request, then never sends a response head.
+    pub fn no_head() -> Self {
+        Reply {
+            status: 200,
+            headers: vec![(FAULT_HEADER.into(), "no-head".into())],
+            pieces: Vec::new(),
+            hang: true,
+        }
+    }
+
+    fn fault(&self) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == FAULT_HEADER)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Marks a fault mode on a [`Reply`]; never sent on the wire.
+const FAULT_HEADER: &str = "x-mock-fault";
+
+/// A base URL where nothing listens (connection refused).
+pub fn refused_base() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    format!("http://{addr}")
 }
 
 #[derive(Default)]
@@ -95,6 +156,7 @@ struct State {
     replies: VecDeque<Reply>,
     fallback: Option<Reply>,
     received: Vec<Received>,
+    release: Arc<tokio::sync::Notify>,
 }
 
 /// A programmable HTTP/1.1 upstream.
@@ -116,10 +178,20 @@ impl MockUpstream {
                     return;
                 };
                 let st = st.clone();
+                // A second handle on the socket, to reset it on demand.
+                let socket = {
+                    use std::os::fd::AsFd;
+                    stream
+                        .as_fd()
+                        .try_clone_to_owned()
+                        .ok()
+                        .map(|fd| Arc::new(std::net::TcpStream::from(fd)))
+                };
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                         let st = st.clone();
-                        async move { Ok::<_, Infallible>(answer(st, req).await) }
+                        let socket = socket.clone();
+                        async move { Ok::<_, Infallible>(answer(st, socket, req).await) }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), svc)
@@ -144,6 +216,11 @@ impl MockUpstream {
         self.state.lock().unwrap().fallback = Some(reply);
     }
 
+    /// Lets a [`Reply::reset_when_released`] reset its connection.
+    pub fn release(&self) {
+        self.state.lock().unwrap().release.notify_one();
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
     }
@@ -155,10 +232,11 @@ impl MockUpstream {
     }
 }
 
-type ReplyBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+type ReplyBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 async fn answer(
     state: Arc<Mutex<State>>,
+    socket: Option<Arc<std::net::TcpStream>>,
     req: http::Request<Incoming>,
 ) -> http::Response<ReplyBody> {
     let (parts, body) = req.into_parts();
@@ -167,8 +245,9 @@ async fn answer(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let reply = {
+    let (reply, release) = {
         let mut s = state.lock().unwrap();
+        let release = s.release.clone();
         s.received.push(Received {
             method: parts.method,
             path: parts
@@ -179,21 +258,50 @@ async fn answer(
             headers: parts.headers,
             body,
         });
-        s.replies
+        let reply = s
+            .replies
             .pop_front()
             .or_else(|| s.fallback.clone())
-            .unwrap_or_else(|| Reply::json(500, r#"{"error":{"message":"no reply programmed"}}"#))
+            .unwrap_or_else(|| Reply::json(500, r#"{"error":{"message":"no reply programmed"}}"#));
+        (reply, release)
     };
+    let fault = reply.fault().map(str::to_owned);
+    if fault.as_deref() == Some("no-head") {
+        // The request was read; the response never starts.
+        std::future::pending::<()>().await;
+    }
+    // After the pieces: reset the connection instead of ending the body.
+    let gated = fault.as_deref() == Some("reset-on-release");
+    let reset = (fault.as_deref() == Some("reset") || gated)
+        .then(|| socket.map(|s| (s, gated.then_some(release))))
+        .flatten();
     let hang = reply.hang;
     let pieces = reply.pieces;
-    let stream =
-        futures_util::stream::unfold((pieces.into_iter(), hang), |(mut it, hang)| async move {
+    let stream = futures_util::stream::unfold(
+        (pieces.into_iter(), hang, reset),
+        |(mut it, hang, reset)| async move {
             match it.next() {
                 Some((delay, bytes)) => {
                     if !delay.is_zero() {
                         tokio::time::sleep(delay).await;
                     }
-                    Some((Ok::<_, Infallible>(Frame::data(bytes)), (it, hang)))
+                    Some((Ok(Frame::data(bytes)), (it, hang, reset)))
+                }
+                None if reset.is_some() => {
+                    if let Some((_, Some(gate))) = &reset {
+                        gate.notified().await;
+                    }
+                    if let Some(s) = reset.as_ref().and_then(|(s, _)| s.try_clone().ok()) {
+                        // Closing with a zero linger sends RST instead of FIN.
+                        let _ = tokio::net::TcpSocket::from_std_stream(s).set_zero_linger();
+                    }
+                    Some((
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionReset,
+                            "mock reset",
+                        )),
+                        (it, hang, None),
+                    ))
                 }
                 None if hang => {
                     std::future::pending::<()>().await;
@@ -201,10 +309,11 @@ async fn answer(
                 }
                 None => None,
             }
-        });
+        },
+    );
     let mut resp = http::Response::new(BodyExt::boxed(StreamBody::new(stream)));
     *resp.status_mut() = http::StatusCode::from_u16(reply.status).unwrap();
-    for (k, v) in reply.headers {
+    for (k, v) in reply.headers.into_iter().filter(|(k, _)| k != FAULT_HEADER) {
         resp.headers_mut().append(
             http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
             v.parse().unwrap(),
