@@ -245,5 +245,48 @@ fn layers(c: &mut Criterion) {
     bench_one(c, &rt, "full stack, key with budget and limits", full, &key);
 }
 
-criterion_group!(benches, layers);
+/// Checking a virtual key that is already cached: a SHA-256 and a map
+/// look-up, no I/O (the database is closed before measuring).
+fn cached_key_auth(c: &mut Criterion) {
+    use tollgate::auth::Authenticate;
+    use tollgate::store::{KeyAuth, KeyAuthConfig, ManagementApi, Store, StoreOptions};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("tollgate-bench-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("bench.db").display());
+    let master = "sk-bench-master";
+    let (auth, key, store) = rt.block_on(async {
+        let store = Store::open(&StoreOptions::new(url)).await.unwrap();
+        let config = KeyAuthConfig {
+            master_key: Some(tollgate::Secret::new(master)),
+            ..KeyAuthConfig::default()
+        };
+        let auth = KeyAuth::new(store.clone(), config);
+        let api = ManagementApi::new(store.clone());
+        let made = api
+            .handle(
+                &Identity::admin(master),
+                &http::Method::POST,
+                "/key/generate",
+                None,
+                br#"{"models": ["gpt-4o-mini"], "max_budget": 10, "rpm_limit": 1000}"#,
+            )
+            .await
+            .unwrap();
+        let key = made["key"].as_str().unwrap().to_owned();
+        auth.authenticate(Some(&key)).await.unwrap();
+        (auth, key, store)
+    });
+    rt.block_on(store.close());
+    c.bench_function("auth (cached virtual key)", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(auth.authenticate(Some(&key)).await.unwrap()) })
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, layers, cached_key_auth);
 criterion_main!(benches);
