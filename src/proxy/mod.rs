@@ -83,6 +83,8 @@ pub struct GatewayOptions {
     /// The control plane (database, virtual keys, spend logs); `None` runs
     /// without a database.
     pub control: Option<Arc<control::ControlPlane>>,
+    /// Time allowed to receive a request body (`None`: the edge's default).
+    pub body_timeout: Option<std::time::Duration>,
 }
 
 /// The price table a config asks for: bundled, plus its price file if any.
@@ -174,6 +176,9 @@ impl Gateway {
             None => sink,
         };
         let mut edge_config = EdgeConfig::default();
+        if let Some(t) = options.body_timeout {
+            edge_config.body_timeout = t;
+        }
         if let Some(mb) = config.general_settings.max_request_size_mb {
             edge_config.max_body_bytes = (mb * 1024.0 * 1024.0).min(usize::MAX as f64) as usize;
         }
