@@ -9,6 +9,7 @@ mod cache;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod inventory;
 pub mod limits;
 pub mod observability;
 mod routes;
@@ -289,6 +290,23 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let path = req.uri().path();
+        // Only declared routes reach a handler (see `inventory`).
+        if inventory::find(path).is_none() {
+            let e = crate::Error::new(
+                crate::ErrorKind::NotFound,
+                format!(
+                    "no route for {} {}",
+                    req.method(),
+                    path.chars()
+                        .take(100)
+                        .map(|c| if c.is_control() { '?' } else { c })
+                        .collect::<String>()
+                ),
+            );
+            let mut resp = json_response(e.status(), serde_json::Value::Null);
+            *resp.body_mut() = EdgeBody::full(e.to_json());
+            return Box::pin(async move { Ok(resp) });
+        }
         let get = req.method() == Method::GET || req.method() == Method::HEAD;
         if let Some(metrics) =
             observability::serve(self.metrics.as_ref(), &self.auth, path, get, req.headers())
