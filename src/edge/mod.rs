@@ -503,6 +503,29 @@ where
     }
 }
 
+/// Entry points for the fuzz targets in `fuzz/`: the request parsers the edge
+/// runs on untrusted bodies, without the HTTP around them. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::error::Error;
+    use crate::types::ChatRequest;
+
+    /// Parses and checks a `/v1/chat/completions` body as the edge does
+    /// (default [`EdgeConfig`](super::EdgeConfig)).
+    pub fn chat_request(bytes: &[u8]) -> Result<ChatRequest, Error> {
+        let req = ChatRequest::from_json(bytes)?;
+        super::validate::chat(&req, &super::EdgeConfig::default())?;
+        Ok(req)
+    }
+
+    /// Parses and checks a `/v1/messages` body as the edge does.
+    pub fn messages_request(bytes: &[u8]) -> Result<ChatRequest, Error> {
+        let req = super::messages::parse(&bytes::Bytes::copy_from_slice(bytes))?;
+        super::validate::chat(&req, &super::EdgeConfig::default())?;
+        Ok(req)
+    }
+}
+
 fn model_denied(model: &str) -> Error {
     let shown: String = model.chars().take(200).collect();
     Error::new(
