@@ -421,6 +421,44 @@ async fn the_messages_route_refuses_pathological_json_too() {
 }
 
 #[tokio::test]
+async fn every_json_route_refuses_pathological_json() {
+    let (up, proxy) = start().await;
+    let mut h = vec![("content-type", "application/json")];
+    h.extend_from_slice(&auth());
+    let c = Client::new();
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let mut invalid_utf8 = br#"{"model":"gpt-4o","input":""#.to_vec();
+    invalid_utf8.extend_from_slice(&[0xFF, 0xFE, b'"', b'}']);
+    for path in [
+        "/v1/chat/completions",
+        "/v1/embeddings",
+        "/v1/messages/count_tokens",
+        "/utils/token_counter",
+        "/spend/calculate",
+    ] {
+        for body in [
+            format!(r#"{{"model":"gpt-4o","messages":{deep},"input":{deep}}}"#).into_bytes(),
+            invalid_utf8.clone(),
+            br#"{"model":"gpt-4o","model":"x","input":"a","messages":[]}"#.to_vec(),
+            br#"{"model":["gpt-4o"],"input":"a","messages":[]}"#.to_vec(),
+            b"{".to_vec(),
+        ] {
+            let a = c.send("POST", &proxy.url(path), &h, body.clone()).await;
+            assert_eq!(
+                a.status,
+                400,
+                "{path} {}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(60)]),
+                a.text()
+            );
+            assert_eq!(a.json()["error"]["type"], "invalid_request_error", "{path}");
+        }
+    }
+    assert!(up.received().is_empty());
+    assert_healthy(&proxy).await;
+}
+
+#[tokio::test]
 async fn header_injection_is_refused_and_never_reflected() {
     let (up, proxy) = start().await;
     up.always(Reply::json(200, fixture("openai/chat_text.resp.json")));
