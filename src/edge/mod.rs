@@ -121,7 +121,10 @@ pub struct EdgeConfig {
     pub max_body_bytes: usize,
     /// Time allowed to receive the whole request body (slow uploads get 408).
     pub body_timeout: Duration,
-    /// Accept `api_key` / `api_base` / `base_url` / `extra_headers` in request bodies.
+    /// Accept `api_key` / `api_base` / `base_url` / `extra_headers` in request
+    /// bodies instead of refusing them with a 400. They are never used: calls
+    /// always go to the deployment's configured address with its configured
+    /// credentials, and these fields are never forwarded upstream.
     pub allow_client_credentials: bool,
     /// Status for `budget_exceeded` errors (default 429).
     pub budget_exceeded_status: StatusCode,
