@@ -121,7 +121,10 @@ pub struct EdgeConfig {
     pub max_body_bytes: usize,
     /// Time allowed to receive the whole request body (slow uploads get 408).
     pub body_timeout: Duration,
-    /// Accept `api_key` / `api_base` / `base_url` / `extra_headers` in request bodies.
+    /// Accept `api_key` / `api_base` / `base_url` / `extra_headers` in request
+    /// bodies instead of refusing them with a 400. They are never used: calls
+    /// always go to the deployment's configured address with its configured
+    /// credentials, and these fields are never forwarded upstream.
     pub allow_client_credentials: bool,
     /// Status for `budget_exceeded` errors (default 429).
     pub budget_exceeded_status: StatusCode,
@@ -500,6 +503,29 @@ where
         Ok(resp) => resp,
         Err(err) if anthropic => messages::error_response(&err, &ex),
         Err(err) => error_response(&err, &ex),
+    }
+}
+
+/// Entry points for the fuzz targets in `fuzz/`: the request parsers the edge
+/// runs on untrusted bodies, without the HTTP around them. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::error::Error;
+    use crate::types::ChatRequest;
+
+    /// Parses and checks a `/v1/chat/completions` body as the edge does
+    /// (default [`EdgeConfig`](super::EdgeConfig)).
+    pub fn chat_request(bytes: &[u8]) -> Result<ChatRequest, Error> {
+        let req = ChatRequest::from_json(bytes)?;
+        super::validate::chat(&req, &super::EdgeConfig::default())?;
+        Ok(req)
+    }
+
+    /// Parses and checks a `/v1/messages` body as the edge does.
+    pub fn messages_request(bytes: &[u8]) -> Result<ChatRequest, Error> {
+        let req = super::messages::parse(&bytes::Bytes::copy_from_slice(bytes))?;
+        super::validate::chat(&req, &super::EdgeConfig::default())?;
+        Ok(req)
     }
 }
 

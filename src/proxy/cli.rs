@@ -54,6 +54,13 @@ pub struct Cli {
     /// Seconds in-flight requests may run after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 30.0)]
     pub graceful_timeout: f64,
+    /// Seconds a client may take to send a request's headers (slow-loris
+    /// defence; the connection is closed after that).
+    #[arg(long, env = "TOLLGATE_HEADER_READ_TIMEOUT", default_value_t = 30.0)]
+    pub header_read_timeout: f64,
+    /// Seconds a client may take to send a request's body (408 after that).
+    #[arg(long, env = "TOLLGATE_BODY_READ_TIMEOUT", default_value_t = 60.0)]
+    pub body_read_timeout: f64,
     /// Check the config and exit.
     #[arg(long)]
     pub check: bool,
@@ -95,6 +102,15 @@ fn counts_tokens(config: &ProxyConfig) -> bool {
             .model_list
             .iter()
             .any(|m| m.litellm_params.tpm.is_some())
+}
+
+/// A timeout option in seconds: at least 1 ms, at most an hour (NaN is the minimum).
+fn seconds(s: f64) -> Duration {
+    Duration::from_secs_f64(if s.is_nan() {
+        0.001
+    } else {
+        s.clamp(0.001, 3600.0)
+    })
 }
 
 /// The demo served when no config and no model are given.
@@ -235,6 +251,7 @@ pub fn main() -> ExitCode {
     let options = super::GatewayOptions {
         price_file: cli.price_file.clone(),
         control: control.clone(),
+        body_timeout: Some(seconds(cli.body_read_timeout)),
     };
     // Redis clients and background tasks need the runtime.
     let _entered = rt.enter();
@@ -304,6 +321,7 @@ pub fn main() -> ExitCode {
         println!("tollgate listening on http://{local}");
         let server_config = ServerConfig {
             grace: Duration::from_secs_f64(cli.graceful_timeout.clamp(0.0, 3600.0)),
+            header_read_timeout: seconds(cli.header_read_timeout),
             ..ServerConfig::default()
         };
         let limits = gateway.limits.clone();

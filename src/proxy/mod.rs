@@ -9,6 +9,7 @@ mod cache;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod inventory;
 pub mod limits;
 pub mod observability;
 mod routes;
@@ -83,6 +84,8 @@ pub struct GatewayOptions {
     /// The control plane (database, virtual keys, spend logs); `None` runs
     /// without a database.
     pub control: Option<Arc<control::ControlPlane>>,
+    /// Time allowed to receive a request body (`None`: the edge's default).
+    pub body_timeout: Option<std::time::Duration>,
 }
 
 /// The price table a config asks for: bundled, plus its price file if any.
@@ -174,6 +177,9 @@ impl Gateway {
             None => sink,
         };
         let mut edge_config = EdgeConfig::default();
+        if let Some(t) = options.body_timeout {
+            edge_config.body_timeout = t;
+        }
         if let Some(mb) = config.general_settings.max_request_size_mb {
             edge_config.max_body_bytes = (mb * 1024.0 * 1024.0).min(usize::MAX as f64) as usize;
         }
@@ -284,6 +290,23 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let path = req.uri().path();
+        // Only declared routes reach a handler (see `inventory`).
+        if inventory::find(path).is_none() {
+            let e = crate::Error::new(
+                crate::ErrorKind::NotFound,
+                format!(
+                    "no route for {} {}",
+                    req.method(),
+                    path.chars()
+                        .take(100)
+                        .map(|c| if c.is_control() { '?' } else { c })
+                        .collect::<String>()
+                ),
+            );
+            let mut resp = json_response(e.status(), serde_json::Value::Null);
+            *resp.body_mut() = EdgeBody::full(e.to_json());
+            return Box::pin(async move { Ok(resp) });
+        }
         let get = req.method() == Method::GET || req.method() == Method::HEAD;
         if let Some(metrics) =
             observability::serve(self.metrics.as_ref(), &self.auth, path, get, req.headers())

@@ -52,11 +52,21 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result
                 }
                 _ => first.to_string(),
             };
-            Err(Error::bad_request(format!(
-                "invalid request body: {message}"
-            )))
+            let err = Error::bad_request(format!("invalid request body: {message}"));
+            // A top-level duplicate key has no path; its name is in the message.
+            match duplicate_field(&message) {
+                Some(field) => Err(err.with_param(field)),
+                None => Err(err),
+            }
         }
     }
+}
+
+/// The field of serde's "duplicate field `name`" message.
+fn duplicate_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("duplicate field `")?;
+    let (name, _) = rest.split_once('`')?;
+    Some(name.to_owned())
 }
 
 /// The top-level field of a serde path (`messages[0].content` → `messages`).
@@ -81,6 +91,16 @@ mod tests {
         assert!(msg.contains("messages[0].content"), "{msg}");
         assert_eq!(err.param(), Some("messages"));
         assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn a_duplicate_key_is_refused_and_named() {
+        let err = ChatRequest::from_json(
+            br#"{"model":"m","model":"other","messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+        assert_eq!(err.param(), Some("model"), "{err}");
     }
 
     #[test]

@@ -373,6 +373,8 @@ impl GeminiConfig {
 /// The Gemini API protocol (see the [module docs](self)).
 pub struct GeminiProtocol {
     settings: Settings,
+    /// The versioned base URL, for a wildcard deployment's per-call model.
+    base: String,
     generate_uri: Uri,
     stream_uri: Uri,
     embed_uri: Uri,
@@ -462,6 +464,7 @@ impl GeminiProtocol {
             )?,
             embed_uri: join_uri(&base, &format!("/models/{segment}:batchEmbedContents"))?,
             model_path: format!("models/{model}"),
+            base,
             fetcher: settings.fetcher(),
             settings,
             headers,
@@ -499,10 +502,30 @@ impl Protocol for GeminiProtocol {
     fn chat_request(&self, req: &ChatRequest) -> Result<http::Request<Bytes>, Error> {
         let stream = req.is_stream();
         let body = self.settings.encode(req)?;
-        let uri = if stream {
-            &self.stream_uri
-        } else {
-            &self.generate_uri
+        // A wildcard deployment (`gemini/*`) calls the model the client named,
+        // always as one percent-encoded path segment.
+        let wildcard = req
+            .extensions
+            .get::<crate::context::UpstreamModel>()
+            .map(|m| m.model())
+            .map(|m| m.strip_prefix("models/").unwrap_or(m))
+            .filter(|m| *m != self.model_path.trim_start_matches("models/"));
+        let per_call;
+        let uri = match (wildcard, stream) {
+            (Some(model), _) => {
+                let method = if stream {
+                    "streamGenerateContent?alt=sse"
+                } else {
+                    "generateContent"
+                };
+                per_call = join_uri(
+                    &self.base,
+                    &format!("/models/{}:{method}", path_segment(model)?),
+                )?;
+                &per_call
+            }
+            (None, true) => &self.stream_uri,
+            (None, false) => &self.generate_uri,
         };
         Ok(post(uri, &self.headers, body, stream))
     }
