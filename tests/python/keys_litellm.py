@@ -82,13 +82,16 @@ try:
 except openai.PermissionDeniedError:
     pass
 
-# Spend shows up in /key/info, /spend/logs and the global reports.
-info = wait_for("spend in /key/info", lambda: (lambda i: i if i["info"]["spend"] > 0 else None)(
-    ok("GET", f"/key/info?key={key}")))
+# Spend shows up in /spend/logs, /key/info and the global reports. Rows and
+# the key's spend are written in one transaction per batch: once both rows
+# are there, the key's spend is their sum (the two calls may land in two
+# batches, so wait for the rows first).
+logs = wait_for("two spend logs", lambda: (lambda l: l if len(l) == 2 else None)(ok("GET", f"/spend/logs?api_key={key}")))
+info = ok("GET", f"/key/info?key={key}")
 assert info["key"] == key and info["info"]["key_alias"] == "research-key"
 assert info["info"]["metadata"] == {"app": "notebook"}
 spend = info["info"]["spend"]
-logs = wait_for("two spend logs", lambda: (lambda l: l if len(l) == 2 else None)(ok("GET", f"/spend/logs?api_key={key}")))
+assert spend > 0
 assert abs(sum(l["spend"] for l in logs) - spend) < 1e-12, (logs, spend)
 assert all(l["end_user"] == "acme-corp" and l["model_group"] == "demo" and l["team_id"] == team_id for l in logs)
 assert all(key not in json.dumps(l) and l["api_key"] == gen["key_name"] for l in logs)
