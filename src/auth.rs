@@ -50,8 +50,8 @@ pub struct Identity {
     /// The key's, team's and user's limits (see [`crate::limits`]).
     pub subjects: Subjects,
     /// The cache controls the caller may use (LiteLLM's
-    /// `allowed_cache_controls`; empty: all).
-    pub allowed_cache_controls: Arc<[String]>,
+    /// `allowed_cache_controls`; `None`: all).
+    pub allowed_cache_controls: Option<Arc<[String]>>,
 }
 
 impl Identity {
@@ -66,7 +66,7 @@ impl Identity {
             user_id: None,
             models: None,
             subjects: Subjects::none(),
-            allowed_cache_controls: Arc::from(Vec::new()),
+            allowed_cache_controls: None,
         }
     }
 

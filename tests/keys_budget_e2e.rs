@@ -8,7 +8,7 @@
 mod common;
 mod db;
 
-use common::{Answer, Client, MockUpstream, Proxy, Reply, fixture, services_required};
+use common::{Answer, Client, MockUpstream, Proxy, Reply, fixture, redis_or_skip};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -160,23 +160,6 @@ async fn await_spend(c: &Client, p: &Proxy, key: &str, want: f64) {
     }
 }
 
-async fn redis_url() -> Option<String> {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let reachable = match tollgate::limits::RedisConn::new(&url, "probe") {
-        Ok(c) => c.ping().await.is_ok(),
-        Err(_) => false,
-    };
-    if reachable {
-        return Some(url);
-    }
-    assert!(
-        !services_required(),
-        "Redis is required but {url} is unreachable"
-    );
-    eprintln!("SKIPPED: Redis at {url} is unreachable");
-    None
-}
-
 fn namespace() -> String {
     format!("  redis_namespace: kb-{}", uuid::Uuid::now_v7().simple())
 }
@@ -250,7 +233,7 @@ async fn key_budget_holds_across_two_replicas_sharing_postgres_and_redis() {
     let Some(pg) = db::TestDb::postgres("key_budget_two_replicas").await else {
         return;
     };
-    let Some(redis) = redis_url().await else {
+    let Some(redis) = redis_or_skip("key_budget_two_replicas").await else {
         return;
     };
     let up = MockUpstream::start().await;
@@ -382,7 +365,7 @@ async fn key_rpm_limit_holds_across_two_replicas_sharing_redis() {
     let Some(pg) = db::TestDb::postgres("key_rpm_two_replicas").await else {
         return;
     };
-    let Some(redis) = redis_url().await else {
+    let Some(redis) = redis_or_skip("key_rpm_two_replicas").await else {
         return;
     };
     let up = MockUpstream::start().await;

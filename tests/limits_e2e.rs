@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Client, MockUpstream, Proxy, Reply, fixture, services_required};
+use common::{Client, MockUpstream, Proxy, Reply, fixture, redis_or_skip};
 
 /// A config whose one model costs exactly $0.001 per token, answered by
 /// `chat_text.resp.json` (14 prompt + 37 completion tokens = $0.051).
@@ -108,19 +108,9 @@ async fn end_users_each_have_their_own_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_proxies_share_one_budget_through_redis() {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let reachable = match tollgate::limits::RedisConn::new(&url, "probe") {
-        Ok(c) => c.ping().await.is_ok(),
-        Err(_) => false,
-    };
-    if !reachable {
-        assert!(
-            !services_required(),
-            "Redis is required but {url} is unreachable"
-        );
-        eprintln!("skipping: Redis at {url} is unreachable");
+    let Some(url) = redis_or_skip("two_proxies_share_one_budget_through_redis").await else {
         return;
-    }
+    };
     let up = MockUpstream::start().await;
     up.always(Reply::json(200, fixture("openai/chat_text.resp.json")));
     let ns = format!("e2e-{}", uuid::Uuid::now_v7().simple());

@@ -162,10 +162,14 @@ impl CacheControlsPolicy {
     /// From LiteLLM's `allowed_cache_controls` metadata: an empty list means
     /// no restriction.
     pub fn from_litellm(list: &[String]) -> Self {
-        if list.is_empty() {
-            CacheControlsPolicy::allow_all()
-        } else {
-            CacheControlsPolicy::only(list.iter().cloned())
+        CacheControlsPolicy::from_shared(list.iter().cloned().collect())
+    }
+
+    /// Like [`from_litellm`](Self::from_litellm), sharing the list instead
+    /// of copying it (a key's list, attached to each of its requests).
+    pub fn from_shared(list: Arc<[String]>) -> Self {
+        CacheControlsPolicy {
+            allowed: (!list.is_empty()).then_some(list),
         }
     }
 

@@ -714,10 +714,8 @@ fn fill_extensions(
     if let Some(tp) = crate::observe::TraceParent::from_headers(headers) {
         ext.insert(tp);
     }
-    if !identity.allowed_cache_controls.is_empty() {
-        ext.insert(crate::cache::CacheControlsPolicy::from_litellm(
-            &identity.allowed_cache_controls,
-        ));
+    if let Some(list) = &identity.allowed_cache_controls {
+        ext.insert(crate::cache::CacheControlsPolicy::from_shared(list.clone()));
     }
     ext.insert(identity);
     if let Some(beta) = headers

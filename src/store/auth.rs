@@ -505,7 +505,8 @@ fn build_identity(
         user_id: key.user_id.as_deref().map(Into::into),
         models: models.map(Into::into),
         subjects: Subjects::from(subjects),
-        allowed_cache_controls: key.allowed_cache_controls.clone().into(),
+        allowed_cache_controls: (!key.allowed_cache_controls.is_empty())
+            .then(|| key.allowed_cache_controls.clone().into()),
     };
     Outcome::Valid(identity, key.expires)
 }

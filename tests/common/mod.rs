@@ -563,6 +563,26 @@ pub fn services_required() -> bool {
     std::env::var("TOLLGATE_REQUIRE_SERVICES").is_ok_and(|v| v == "1" || v == "true")
 }
 
+/// The Redis URL (`REDIS_URL`, default `redis://127.0.0.1:6379`) when Redis
+/// answers a PING; otherwise `None` after printing why — or a panic when
+/// services are required.
+pub async fn redis_or_skip(test: &str) -> Option<String> {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let reachable = match tollgate::limits::RedisConn::new(&url, "probe") {
+        Ok(c) => c.ping().await.is_ok(),
+        Err(_) => false,
+    };
+    if reachable {
+        return Some(url);
+    }
+    assert!(
+        !services_required(),
+        "{test}: Redis is required but {url} is unreachable"
+    );
+    eprintln!("SKIPPED {test}: Redis at {url} is unreachable (set REDIS_URL)");
+    None
+}
+
 /// Splits an SSE body into its `data:` payloads.
 pub fn sse_data(text: &str) -> Vec<String> {
     text.split("\n\n")
