@@ -1,12 +1,36 @@
 //! Teams (with members), internal users and end users (customers).
 
-use super::keys::WriteError;
+use super::keys::{CHANGE, WriteError};
 use super::rows::{Get, LimitFields, json_col, list_col, object_col, to_json_text};
 use super::{Store, db_err, on_pool};
 use crate::error::Error;
 use serde_json::{Map, Value, json};
 
-const CHANGE: &str = "INSERT INTO tollgate_changes (kind, id, at) VALUES ($1, $2, $3)";
+/// The statements that delete one kind of key owner and what it owns.
+struct Owner {
+    delete: &'static str,
+    delete_members: &'static str,
+    select_keys: &'static str,
+    delete_keys: &'static str,
+    /// Its kind in the change feed.
+    change: &'static str,
+}
+
+const TEAM_OWNER: Owner = Owner {
+    delete: "DELETE FROM tollgate_teams WHERE team_id = $1",
+    delete_members: "DELETE FROM tollgate_team_members WHERE team_id = $1",
+    select_keys: "SELECT token FROM tollgate_keys WHERE team_id = $1",
+    delete_keys: "DELETE FROM tollgate_keys WHERE team_id = $1",
+    change: "team",
+};
+
+const USER_OWNER: Owner = Owner {
+    delete: "DELETE FROM tollgate_users WHERE user_id = $1",
+    delete_members: "DELETE FROM tollgate_team_members WHERE user_id = $1",
+    select_keys: "SELECT token FROM tollgate_keys WHERE user_id = $1",
+    delete_keys: "DELETE FROM tollgate_keys WHERE user_id = $1",
+    change: "user",
+};
 
 /// A team member.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -633,12 +657,19 @@ impl Store {
 
     /// Deletes teams with their memberships and keys; returns the ids that existed.
     pub async fn delete_teams(&self, ids: &[String]) -> Result<Vec<String>, Error> {
+        self.delete_owners(&TEAM_OWNER, ids).await
+    }
+
+    /// Deletes owners of keys (teams or users) with their memberships and
+    /// keys, telling other replicas through the change feed; returns the ids
+    /// that existed.
+    async fn delete_owners(&self, o: &Owner, ids: &[String]) -> Result<Vec<String>, Error> {
         let now = super::time::now_secs();
         on_pool!(self, |p| {
             let mut tx = p.begin().await?;
             let mut deleted = Vec::new();
             for id in ids {
-                let n = sqlx::query("DELETE FROM tollgate_teams WHERE team_id = $1")
+                let n = sqlx::query(o.delete)
                     .bind(id.clone())
                     .execute(&mut *tx)
                     .await?
@@ -646,11 +677,11 @@ impl Store {
                 if n == 0 {
                     continue;
                 }
-                sqlx::query("DELETE FROM tollgate_team_members WHERE team_id = $1")
+                sqlx::query(o.delete_members)
                     .bind(id.clone())
                     .execute(&mut *tx)
                     .await?;
-                let tokens = sqlx::query("SELECT token FROM tollgate_keys WHERE team_id = $1")
+                let tokens = sqlx::query(o.select_keys)
                     .bind(id.clone())
                     .fetch_all(&mut *tx)
                     .await?;
@@ -662,12 +693,12 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                sqlx::query("DELETE FROM tollgate_keys WHERE team_id = $1")
+                sqlx::query(o.delete_keys)
                     .bind(id.clone())
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query(CHANGE)
-                    .bind("team")
+                    .bind(o.change)
                     .bind(id.clone())
                     .bind(now)
                     .execute(&mut *tx)
@@ -808,51 +839,7 @@ impl Store {
 
     /// Deletes users with their keys and memberships; returns the ids that existed.
     pub async fn delete_users(&self, ids: &[String]) -> Result<Vec<String>, Error> {
-        let now = super::time::now_secs();
-        on_pool!(self, |p| {
-            let mut tx = p.begin().await?;
-            let mut deleted = Vec::new();
-            for id in ids {
-                let n = sqlx::query("DELETE FROM tollgate_users WHERE user_id = $1")
-                    .bind(id.clone())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if n == 0 {
-                    continue;
-                }
-                sqlx::query("DELETE FROM tollgate_team_members WHERE user_id = $1")
-                    .bind(id.clone())
-                    .execute(&mut *tx)
-                    .await?;
-                let tokens = sqlx::query("SELECT token FROM tollgate_keys WHERE user_id = $1")
-                    .bind(id.clone())
-                    .fetch_all(&mut *tx)
-                    .await?;
-                for t in &tokens {
-                    sqlx::query(CHANGE)
-                        .bind("key")
-                        .bind(t.text("token")?)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                sqlx::query("DELETE FROM tollgate_keys WHERE user_id = $1")
-                    .bind(id.clone())
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(CHANGE)
-                    .bind("user")
-                    .bind(id.clone())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                deleted.push(id.clone());
-            }
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(deleted)
-        })
-        .map_err(db_err)
+        self.delete_owners(&USER_OWNER, ids).await
     }
 
     // ------------------------------------------------------------ end users

@@ -262,7 +262,7 @@ macro_rules! bind_key {
     }};
 }
 
-const CHANGE: &str = "INSERT INTO tollgate_changes (kind, id, at) VALUES ($1, $2, $3)";
+pub(super) const CHANGE: &str = "INSERT INTO tollgate_changes (kind, id, at) VALUES ($1, $2, $3)";
 
 /// Why a write was refused.
 #[derive(Debug)]
