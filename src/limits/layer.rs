@@ -15,7 +15,7 @@ use crate::pricing::Usd;
 use crate::provider::BoxFuture;
 use crate::stream::{StreamEnd, StreamObserver};
 use crate::types::{ChatBody, ChatRequest, ChatResponse, EmbeddingOutput, EmbeddingRequest};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
@@ -554,22 +554,14 @@ impl StreamObserver for FinishAtEnd {
 
 /// `x-ratelimit-*` headers for what is left.
 pub fn rate_limit_headers(remaining: &[Remaining]) -> HeaderMap {
-    let mut h = HeaderMap::new();
+    let mut h = HeaderMap::with_capacity(remaining.len() * 3);
     for r in remaining {
-        let what = match r.kind {
-            RateKind::Requests => "requests",
-            RateKind::Tokens => "tokens",
-            RateKind::Parallel => continue,
+        let Some([limit, left, reset]) = r.kind.header_names() else {
+            continue;
         };
-        for (name, value) in [
-            (format!("x-ratelimit-limit-{what}"), r.limit),
-            (format!("x-ratelimit-remaining-{what}"), r.remaining),
-            (format!("x-ratelimit-reset-{what}"), r.reset_secs),
-        ] {
-            if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
-                h.insert(n, HeaderValue::from(value));
-            }
-        }
+        h.insert(limit, HeaderValue::from(r.limit));
+        h.insert(left, HeaderValue::from(r.remaining));
+        h.insert(reset, HeaderValue::from(r.reset_secs));
     }
     h
 }

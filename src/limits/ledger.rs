@@ -48,6 +48,16 @@ impl BudgetLine {
         key
     }
 
+    /// The line's identity in a [`MemoryLedger`]: what
+    /// [`storage_key`](Self::storage_key) is made of, without formatting it.
+    fn mem_key(&self) -> LineKey {
+        LineKey {
+            scope: self.scope.clone(),
+            model: self.model.clone(),
+            start: self.budget_start,
+        }
+    }
+
     /// The window containing `now_secs`, if the budget resets.
     pub fn window_at(&self, now_secs: u64) -> Option<Window> {
         self.window.map(|(w, anchor)| w.window_at(anchor, now_secs))
@@ -150,6 +160,14 @@ pub trait Ledger: Send + Sync + 'static {
     }
 }
 
+/// See [`BudgetLine::mem_key`].
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct LineKey {
+    scope: Scope,
+    model: Option<Arc<str>>,
+    start: u64,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct LineState {
     window: Option<u64>,
@@ -207,7 +225,7 @@ pub struct MemoryLedger {
 }
 
 struct MemInner {
-    lines: Mutex<HashMap<String, LineState>>,
+    lines: Mutex<HashMap<LineKey, LineState>>,
     history: Arc<dyn SpendHistory>,
     clock: Arc<dyn Clock>,
     next_id: AtomicU64,
@@ -237,13 +255,13 @@ impl MemoryLedger {
         LedgerBuilder::default()
     }
 
-    fn load_missing(&self, lines: &[BudgetLine]) -> Vec<(String, Option<Window>, BudgetLine)> {
+    fn load_missing(&self, lines: &[BudgetLine]) -> Vec<(LineKey, Option<Window>, BudgetLine)> {
         let now = self.inner.clock.now_secs();
         let map = self.inner.lines.lock().unwrap_or_else(|p| p.into_inner());
         lines
             .iter()
             .filter_map(|l| {
-                let key = l.storage_key();
+                let key = l.mem_key();
                 (!map.contains_key(&key)).then(|| (key, l.window_at(now), l.clone()))
             })
             .collect()
@@ -342,7 +360,7 @@ impl Ledger for MemoryLedger {
             }
             let now = this.inner.clock.now_secs();
             let mut map = this.inner.lines.lock().unwrap_or_else(|p| p.into_inner());
-            let keys: Vec<String> = lines.iter().map(BudgetLine::storage_key).collect();
+            let keys: Vec<LineKey> = lines.iter().map(BudgetLine::mem_key).collect();
             // Check every line, then apply: all or nothing under one lock.
             for (line, key) in lines.iter().zip(&keys) {
                 let Some(state) = map.get_mut(key) else {
@@ -378,7 +396,7 @@ impl Ledger for MemoryLedger {
         {
             let mut map = self.inner.lines.lock().unwrap_or_else(|p| p.into_inner());
             for line in reservation.lines.iter() {
-                let Some(state) = map.get_mut(&line.storage_key()) else {
+                let Some(state) = map.get_mut(&line.mem_key()) else {
                     continue;
                 };
                 state.roll(line.window_at(now));
@@ -410,7 +428,7 @@ impl Ledger for MemoryLedger {
         let now = self.inner.clock.now_secs();
         let window = line.window_at(now);
         let mut map = self.inner.lines.lock().unwrap_or_else(|p| p.into_inner());
-        let out = match map.get_mut(&line.storage_key()) {
+        let out = match map.get_mut(&line.mem_key()) {
             Some(state) => {
                 state.roll(window);
                 Ok(Balance {

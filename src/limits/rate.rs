@@ -36,6 +36,25 @@ pub enum RateKind {
 }
 
 impl RateKind {
+    /// LiteLLM's `x-ratelimit-{limit,remaining,reset}-…` header names for
+    /// the kind (none for parallel requests).
+    pub(crate) fn header_names(self) -> Option<[http::HeaderName; 3]> {
+        use http::HeaderName;
+        Some(match self {
+            RateKind::Requests => [
+                HeaderName::from_static("x-ratelimit-limit-requests"),
+                HeaderName::from_static("x-ratelimit-remaining-requests"),
+                HeaderName::from_static("x-ratelimit-reset-requests"),
+            ],
+            RateKind::Tokens => [
+                HeaderName::from_static("x-ratelimit-limit-tokens"),
+                HeaderName::from_static("x-ratelimit-remaining-tokens"),
+                HeaderName::from_static("x-ratelimit-reset-tokens"),
+            ],
+            RateKind::Parallel => return None,
+        })
+    }
+
     /// `rpm`, `tpm` or `parallel`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -71,6 +90,16 @@ impl RateCheck {
                 self.scope.storage_key(),
                 self.kind.as_str()
             ),
+        }
+    }
+
+    /// The counter's identity in a [`MemoryRateLimiter`]: what
+    /// [`storage_key`](Self::storage_key) is made of, without formatting it.
+    fn mem_key(&self) -> CounterKey {
+        CounterKey {
+            scope: self.scope.clone(),
+            model: self.model.clone(),
+            kind: self.kind,
         }
     }
 
@@ -111,21 +140,13 @@ impl RateCheck {
     /// refusal: nothing remains until the reset.
     fn refusal_headers(&self, retry_after: Duration) -> http::HeaderMap {
         let mut h = http::HeaderMap::new();
-        let what = match self.kind {
-            RateKind::Requests => "requests",
-            RateKind::Tokens => "tokens",
-            RateKind::Parallel => return h,
+        let Some([limit, remaining, reset_name]) = self.kind.header_names() else {
+            return h;
         };
         let reset = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-        for (name, value) in [
-            (format!("x-ratelimit-limit-{what}"), self.limit),
-            (format!("x-ratelimit-remaining-{what}"), 0),
-            (format!("x-ratelimit-reset-{what}"), reset.max(1)),
-        ] {
-            if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
-                h.insert(name, http::HeaderValue::from(value));
-            }
-        }
+        h.insert(limit, http::HeaderValue::from(self.limit));
+        h.insert(remaining, http::HeaderValue::from(0u64));
+        h.insert(reset_name, http::HeaderValue::from(reset.max(1)));
         h
     }
 }
@@ -242,6 +263,16 @@ pub(crate) mod window {
             }
         }
 
+        /// The oldest live slot with a count, if any.
+        pub(crate) fn oldest(&self, now_ms: u64) -> Option<u64> {
+            let from = oldest_live(now_ms);
+            self.0
+                .iter()
+                .filter(|(id, n)| *id >= from && *n > 0)
+                .map(|(id, _)| *id)
+                .min()
+        }
+
         /// Live `(slot id, count)` pairs, oldest first.
         pub(crate) fn live(&self, now_ms: u64) -> Vec<(u64, u64)> {
             let from = oldest_live(now_ms);
@@ -282,6 +313,14 @@ pub(crate) mod window {
     }
 }
 
+/// See [`RateCheck::mem_key`].
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct CounterKey {
+    scope: Scope,
+    model: Option<Arc<str>>,
+    kind: RateKind,
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 struct Counter {
     slots: window::Slots,
@@ -317,8 +356,8 @@ pub struct MemoryRateLimiter {
 }
 
 struct RateInner {
-    counters: Mutex<HashMap<String, Counter>>,
-    in_flight: Mutex<HashMap<String, u64>>,
+    counters: Mutex<HashMap<CounterKey, Counter>>,
+    in_flight: Mutex<HashMap<CounterKey, u64>>,
     clock: Arc<dyn Clock>,
     next_id: AtomicU64,
 }
@@ -360,12 +399,12 @@ impl MemoryRateLimiter {
             .in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        map.get(&check.storage_key()).copied().unwrap_or(0)
+        map.get(&check.mem_key()).copied().unwrap_or(0)
     }
 
     fn try_acquire(&self, checks: &Arc<[RateCheck]>, tokens: u64) -> Result<RateGrant, Error> {
         let now = self.inner.clock.now_ms();
-        let keys: Vec<String> = checks.iter().map(RateCheck::storage_key).collect();
+        let keys: Vec<CounterKey> = checks.iter().map(RateCheck::mem_key).collect();
         let mut counters = self
             .inner
             .counters
@@ -395,29 +434,29 @@ impl MemoryRateLimiter {
                 let wait = window::retry_after_ms(&c.slots.live(now), n, check.limit, now);
                 return Err(check.refused(Duration::from_millis(wait)));
             }
-            let live = c.slots.live(now);
             remaining.push(Remaining {
                 kind: check.kind,
                 limit: check.limit,
                 remaining: check.limit.saturating_sub(count + n),
-                reset_secs: live
-                    .first()
-                    .map_or(BUCKET_MS, |(id, _)| {
-                        window::slot_leaves_at(*id).saturating_sub(now)
+                reset_secs: c
+                    .slots
+                    .oldest(now)
+                    .map_or(BUCKET_MS, |id| {
+                        window::slot_leaves_at(id).saturating_sub(now)
                     })
                     .div_ceil(1000),
             });
         }
-        for (check, key) in checks.iter().zip(&keys) {
+        for (check, key) in checks.iter().zip(keys) {
             match check.kind {
-                RateKind::Parallel => *flight.entry(key.clone()).or_insert(0) += 1,
+                RateKind::Parallel => *flight.entry(key).or_insert(0) += 1,
                 kind => {
                     let n = if kind == RateKind::Requests {
                         1
                     } else {
                         tokens
                     };
-                    counters.entry(key.clone()).or_default().slots.add(now, n);
+                    counters.entry(key).or_default().slots.add(now, n);
                 }
             }
         }
@@ -461,7 +500,7 @@ impl RateLimiter for MemoryRateLimiter {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             for c in grant.checks.iter().filter(|c| c.kind == RateKind::Parallel) {
-                let key = c.storage_key();
+                let key = c.mem_key();
                 if let Some(n) = flight.get_mut(&key) {
                     *n = n.saturating_sub(1);
                     if *n == 0 {
@@ -479,7 +518,7 @@ impl RateLimiter for MemoryRateLimiter {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         for c in grant.checks.iter().filter(|c| c.kind == RateKind::Tokens) {
-            if let Some(counter) = counters.get_mut(&c.storage_key()) {
+            if let Some(counter) = counters.get_mut(&c.mem_key()) {
                 counter.slots.correct(grant.bucket, grant.tokens, actual);
             }
         }
