@@ -633,6 +633,33 @@ fn row(
     }
 }
 
+// A batch spans several multi-row statements; an id repeated inside it and
+// a row written by an earlier batch each count once.
+on_both!(
+    large_batches_count_each_row_once,
+    |db: db::TestDb| async move {
+        let store = db.open().await;
+        let now_ms = now_secs() * 1000;
+        let earlier = row(None, "", "m1", Some(7), now_ms);
+        assert_eq!(
+            store
+                .write_spend(std::slice::from_ref(&earlier))
+                .await
+                .unwrap(),
+            1
+        );
+        let mut rows: Vec<SpendRow> = (0..150)
+            .map(|_| row(None, "", "m1", Some(1_000), now_ms))
+            .collect();
+        rows.insert(70, rows[3].clone());
+        rows.push(earlier.clone());
+        assert_eq!(store.write_spend(&rows).await.unwrap(), 150);
+        assert_eq!(db.count("tollgate_spend_logs").await, 151);
+        let total = store.spent(&Scope::global(), None, None).await.unwrap();
+        assert_eq!(total, Usd::from_pico(150 * 1_000 + 7));
+    }
+);
+
 on_both!(spend_sums_are_exact, |db: db::TestDb| async move {
     let store = db.open().await;
     let (_, api) = setup(&store);

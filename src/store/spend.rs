@@ -8,7 +8,7 @@ use crate::limits::ScopeKind;
 use crate::observe::{CompletionRecord, RecordStatus};
 use crate::pricing::Usd;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::UNIX_EPOCH;
 
 /// One spend-log row, ready to write. Every text is bounded and free of
@@ -155,12 +155,36 @@ impl SpendRow {
     }
 }
 
-const INSERT_LOG: &str = "INSERT INTO tollgate_spend_logs (id, request_id, call_type, api_key, \
-     key_id, team_id, user_id, end_user, model, model_group, model_id, provider, api_base, \
-     prompt_tokens, completion_tokens, total_tokens, spend_pico, start_ms, end_ms, ttft_ms, \
-     status, http_status, error_class, tags, cache_hit, stream, usage_estimated, attempts) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-     $19, $20, $21, $22, $23, $24, $25, $26, $27, $28) ON CONFLICT (id) DO NOTHING";
+/// The spend log's columns, in the order they are bound.
+const LOG_COLUMNS: &str = "id, request_id, call_type, api_key, key_id, team_id, user_id, \
+     end_user, model, model_group, model_id, provider, api_base, prompt_tokens, \
+     completion_tokens, total_tokens, spend_pico, start_ms, end_ms, ttft_ms, status, \
+     http_status, error_class, tags, cache_hit, stream, usage_estimated, attempts";
+const LOG_ARITY: usize = 28;
+/// Log rows per `INSERT` (28 parameters each: well under SQLite's and
+/// PostgreSQL's limits).
+const LOG_ROWS_PER_INSERT: usize = 64;
+
+/// `INSERT … VALUES (…), (…) … ON CONFLICT (id) DO NOTHING RETURNING id` for
+/// `rows` rows: one statement per chunk of a batch, and the ids it returns
+/// are the rows that were new.
+fn insert_logs_sql(rows: usize) -> String {
+    use std::fmt::Write;
+    let mut sql = String::with_capacity(400 + rows * LOG_ARITY * 5);
+    sql.push_str("INSERT INTO tollgate_spend_logs (");
+    sql.push_str(LOG_COLUMNS);
+    sql.push_str(") VALUES ");
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..LOG_ARITY {
+            let sep = if c == 0 { "" } else { ", " };
+            let _ = write!(sql, "{sep}${}", r * LOG_ARITY + c + 1);
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
+    sql
+}
 
 const ADD_SPEND_KEY: &str = "UPDATE tollgate_keys SET spend_pico = CASE WHEN spend_pico > \
      9223372036854775807 - $1 THEN 9223372036854775807 ELSE spend_pico + $1 END WHERE key_id = $2";
@@ -410,48 +434,59 @@ impl Store {
             }
             let mut entity: BTreeMap<(u8, String), i128> = BTreeMap::new();
             let mut rollup: BTreeMap<(i64, &'static str, String, String), Totals> = BTreeMap::new();
+            let key_id_of = |r: &SpendRow| {
+                r.key_hash
+                    .as_ref()
+                    .and_then(|h| key_ids.get(&h.0).cloned().flatten())
+            };
+            // The log rows, many per statement; the ids returned are the new ones.
+            let mut new_ids: HashSet<String> = HashSet::with_capacity(rows.len());
+            for chunk in rows.chunks(LOG_ROWS_PER_INSERT) {
+                // Built from constants and numbered placeholders only.
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_logs_sql(chunk.len())));
+                for r in chunk {
+                    q = q
+                        .bind(r.id.clone())
+                        .bind(r.request_id.clone())
+                        .bind(r.call_type.clone())
+                        .bind(r.key_display.clone())
+                        .bind(key_id_of(r))
+                        .bind(r.team_id.clone())
+                        .bind(r.user_id.clone())
+                        .bind(r.end_user.clone())
+                        .bind(r.model.clone())
+                        .bind(r.model_group.clone())
+                        .bind(r.model_id.clone())
+                        .bind(r.provider.clone())
+                        .bind(r.api_base.clone())
+                        .bind(r.prompt_tokens)
+                        .bind(r.completion_tokens)
+                        .bind(r.prompt_tokens.saturating_add(r.completion_tokens))
+                        .bind(r.spend.map(pico_column))
+                        .bind(r.start_ms)
+                        .bind(r.end_ms)
+                        .bind(r.ttft_ms)
+                        .bind(r.status)
+                        .bind(r.http_status)
+                        .bind(r.error_class.clone())
+                        .bind(to_json_text(&r.tags))
+                        .bind(r.cache_hit)
+                        .bind(r.stream)
+                        .bind(r.usage_estimated)
+                        .bind(r.attempts);
+                }
+                for row in q.fetch_all(&mut *tx).await? {
+                    new_ids.insert(row.text("id")?);
+                }
+            }
             let mut written = 0usize;
             for r in rows {
-                let key_id = r
-                    .key_hash
-                    .as_ref()
-                    .and_then(|h| key_ids.get(&h.0).cloned().flatten());
-                let spend = r.spend.map(pico_column);
-                let inserted = sqlx::query(INSERT_LOG)
-                    .bind(r.id.clone())
-                    .bind(r.request_id.clone())
-                    .bind(r.call_type.clone())
-                    .bind(r.key_display.clone())
-                    .bind(key_id.clone())
-                    .bind(r.team_id.clone())
-                    .bind(r.user_id.clone())
-                    .bind(r.end_user.clone())
-                    .bind(r.model.clone())
-                    .bind(r.model_group.clone())
-                    .bind(r.model_id.clone())
-                    .bind(r.provider.clone())
-                    .bind(r.api_base.clone())
-                    .bind(r.prompt_tokens)
-                    .bind(r.completion_tokens)
-                    .bind(r.prompt_tokens.saturating_add(r.completion_tokens))
-                    .bind(spend)
-                    .bind(r.start_ms)
-                    .bind(r.end_ms)
-                    .bind(r.ttft_ms)
-                    .bind(r.status)
-                    .bind(r.http_status)
-                    .bind(r.error_class.clone())
-                    .bind(to_json_text(&r.tags))
-                    .bind(r.cache_hit)
-                    .bind(r.stream)
-                    .bind(r.usage_estimated)
-                    .bind(r.attempts)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if inserted == 0 {
+                // Written before (a retried batch): already counted.
+                if !new_ids.remove(&r.id) {
                     continue;
                 }
+                let key_id = key_id_of(r);
+                let spend = r.spend.map(pico_column);
                 written += 1;
                 let pico = i128::from(spend.unwrap_or(0));
                 let day = day_of(r.start_ms.div_euclid(1000));
