@@ -176,7 +176,14 @@ fn env_lookup(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-fn init_logging(debug: bool, json: bool) {
+/// Logs go to stderr through a writer thread: a request never waits for a
+/// `write` (a full queue of 8,192 lines drops new lines rather than stall
+/// requests; the queue is allocated up front, so it is kept small). Colours
+/// only on a terminal. Keep the guard until exit: dropping
+/// it writes what is queued.
+#[must_use = "dropping the guard stops the log writer"]
+fn init_logging(debug: bool, json: bool) -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let default = if debug { "debug" } else { "info" };
     let filter = std::env::var("TOLLGATE_LOG")
@@ -184,14 +191,22 @@ fn init_logging(debug: bool, json: bool) {
         .and_then(|v| EnvFilter::try_new(v).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new(default));
+    let ansi = std::io::stderr().is_terminal();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(8_192)
+        .thread_name("tollgate-log")
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi)
+        .with_writer(writer);
     let _ = if json {
         builder.json().flatten_event(true).try_init()
     } else {
         builder.try_init()
     };
+    guard
 }
 
 /// Loads the configuration the command line asks for.
@@ -226,7 +241,7 @@ pub fn main() -> ExitCode {
     let json = cli.json_logs
         || config.litellm_settings.json_logs.unwrap_or(false)
         || std::env::var("JSON_LOGS").is_ok_and(|v| v == "true" || v == "True" || v == "1");
-    init_logging(
+    let _log_writer = init_logging(
         cli.detailed_debug || config.litellm_settings.set_verbose.unwrap_or(false),
         json,
     );
@@ -388,7 +403,7 @@ fn migrate(cli: &Cli, path: Option<&std::path::Path>) -> ExitCode {
         },
         None => demo_config(),
     };
-    init_logging(cli.detailed_debug, cli.json_logs);
+    let _log_writer = init_logging(cli.detailed_debug, cli.json_logs);
     let mut options = match super::control::store_options(&config, path, &env_lookup) {
         Ok(o) => o,
         Err(e) => {

@@ -161,14 +161,24 @@ const LOG_COLUMNS: &str = "id, request_id, call_type, api_key, key_id, team_id, 
      completion_tokens, total_tokens, spend_pico, start_ms, end_ms, ttft_ms, status, \
      http_status, error_class, tags, cache_hit, stream, usage_estimated, attempts";
 const LOG_ARITY: usize = 28;
-/// Log rows per `INSERT` (28 parameters each: well under SQLite's and
-/// PostgreSQL's limits).
-const LOG_ROWS_PER_INSERT: usize = 64;
+/// Log rows per `INSERT` on PostgreSQL (28 parameters each, well under its
+/// limit): one round trip per 64 rows. SQLite runs in process, where a
+/// cached one-row statement is cheapest: a long statement is parsed anew for
+/// each batch size, and binding by name is quadratic in its parameters.
+const PG_LOG_ROWS_PER_INSERT: usize = 64;
 
 /// `INSERT … VALUES (…), (…) … ON CONFLICT (id) DO NOTHING RETURNING id` for
 /// `rows` rows: one statement per chunk of a batch, and the ids it returns
 /// are the rows that were new.
-fn insert_logs_sql(rows: usize) -> String {
+fn insert_logs_sql(rows: usize) -> std::borrow::Cow<'static, str> {
+    static ONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if rows == 1 {
+        return ONE.get_or_init(|| build_insert_logs_sql(1)).as_str().into();
+    }
+    build_insert_logs_sql(rows).into()
+}
+
+fn build_insert_logs_sql(rows: usize) -> String {
     use std::fmt::Write;
     let mut sql = String::with_capacity(400 + rows * LOG_ARITY * 5);
     sql.push_str("INSERT INTO tollgate_spend_logs (");
@@ -414,6 +424,10 @@ impl Store {
             return Ok(0);
         }
         let now = super::time::now_secs();
+        let per_insert = match self.backend() {
+            super::Backend::Sqlite => 1,
+            super::Backend::Postgres => PG_LOG_ROWS_PER_INSERT,
+        };
         on_pool!(self, |p| {
             let mut tx = p.begin().await?;
             // The keys' stable ids, by hash.
@@ -441,7 +455,7 @@ impl Store {
             };
             // The log rows, many per statement; the ids returned are the new ones.
             let mut new_ids: HashSet<String> = HashSet::with_capacity(rows.len());
-            for chunk in rows.chunks(LOG_ROWS_PER_INSERT) {
+            for chunk in rows.chunks(per_insert) {
                 // Built from constants and numbered placeholders only.
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_logs_sql(chunk.len())));
                 for r in chunk {
