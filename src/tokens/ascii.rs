@@ -30,8 +30,10 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-/// Pieces remembered per thread before the memory is cleared.
-const CACHE_ENTRIES: usize = 16_384;
+/// Pieces remembered per thread before the memory is cleared: at most about
+/// 300 KB per thread, which matters because large prompts are counted on the
+/// blocking pool, whose threads can be many.
+const CACHE_ENTRIES: usize = 4_096;
 /// Pieces longer than this are counted without being remembered.
 const CACHE_MAX_PIECE: usize = 32;
 
