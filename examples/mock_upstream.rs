@@ -4,6 +4,9 @@
 //!
 //!     ADDR=127.0.0.1:9100 DELAY_MS=0 CHUNKS=20 cargo run --release --example mock_upstream
 //!
+//! It speaks HTTP/1.1 and HTTP/2 (h2c); `MAX_STREAMS` bounds the concurrent
+//! HTTP/2 streams of one connection (default 20,000).
+//!
 //! It is what the proxy benchmarks in BENCHMARKS.md call, directly and
 //! through tollgate (or LiteLLM), so the difference is the gateway.
 
@@ -111,6 +114,7 @@ fn main() -> std::io::Result<()> {
         let delay = Duration::from_millis(env_u64("DELAY_MS", 0));
         let chunks = env_u64("CHUNKS", 20) as usize;
         let gap = Duration::from_millis(env_u64("CHUNK_GAP_MS", 0));
+        let max_streams = u32::try_from(env_u64("MAX_STREAMS", 20_000)).unwrap_or(u32::MAX);
         let listener = tokio::net::TcpListener::bind(&addr).await?;
         println!("mock upstream on http://{}", listener.local_addr()?);
         loop {
@@ -118,9 +122,9 @@ fn main() -> std::io::Result<()> {
             stream.set_nodelay(true)?;
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| handle(req, delay, chunks, gap));
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                builder.http2().max_concurrent_streams(max_streams);
+                let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
             });
         }
     })

@@ -30,6 +30,11 @@ pub struct HttpClientConfig {
     pub http2: bool,
     /// HTTP/2 keep-alive ping interval (detects dead connections).
     pub http2_keep_alive: Option<Duration>,
+    /// Speak HTTP/2 to every upstream without negotiating it (on plain HTTP:
+    /// h2c with prior knowledge), so concurrent calls to one host share a
+    /// connection instead of holding one socket each. Every upstream must
+    /// accept HTTP/2.
+    pub http2_prior_knowledge: bool,
 }
 
 impl Default for HttpClientConfig {
@@ -40,6 +45,7 @@ impl Default for HttpClientConfig {
             pool_max_idle_per_host: 256,
             http2: true,
             http2_keep_alive: Some(Duration::from_secs(30)),
+            http2_prior_knowledge: false,
         }
     }
 }
@@ -98,6 +104,9 @@ impl HttpClient {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .retry_canceled_requests(true);
+        if config.http2_prior_knowledge {
+            b.http2_only(true);
+        }
         if let Some(ka) = config.http2_keep_alive {
             b.http2_keep_alive_interval(ka)
                 .http2_keep_alive_timeout(Duration::from_secs(20));

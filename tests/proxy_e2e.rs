@@ -84,6 +84,11 @@ async fn chat_through_the_proxy_to_an_upstream_with_the_configured_key() {
     let got = up.last();
     assert_eq!(got.path, "/v1/chat/completions");
     assert_eq!(
+        got.version,
+        http::Version::HTTP_11,
+        "HTTP/1.1 to a plain-HTTP upstream by default"
+    );
+    assert_eq!(
         got.headers["authorization"],
         format!("Bearer {UPSTREAM_KEY}").as_str(),
         "the upstream gets the configured key, never the client's"
@@ -94,6 +99,54 @@ async fn chat_through_the_proxy_to_an_upstream_with_the_configured_key() {
     assert!(
         body.get("metadata").is_none(),
         "gateway fields stay in the gateway"
+    );
+}
+
+/// `--upstream-http2` (here through its environment variable): calls reach a
+/// plain-HTTP upstream over HTTP/2 (h2c), many at once on one connection,
+/// streams included.
+#[tokio::test]
+async fn upstream_http2_speaks_h2c_and_shares_one_connection() {
+    let up = MockUpstream::start().await;
+    let proxy = Proxy::start(
+        &config(&up),
+        &[
+            ("E2E_UPSTREAM_KEY", UPSTREAM_KEY),
+            ("E2E_MASTER", MASTER),
+            ("TOLLGATE_UPSTREAM_HTTP2", "true"),
+        ],
+    );
+    let c = Client::new();
+    for _ in 0..8 {
+        up.push(Reply::json(200, fixture("openai/chat_text.resp.json")));
+    }
+    let url = proxy.url("/v1/chat/completions");
+    let body = r#"{"model":"gpt4","messages":[{"role":"user","content":"hi"}]}"#;
+    let headers = auth();
+    let calls = (0..8).map(|_| c.post_json(&url, body, &headers));
+    for a in futures_util::future::join_all(calls).await {
+        assert_eq!(a.status, 200, "{}", a.text());
+    }
+    up.push(Reply::sse(fixture("openai/chat_stream_text.sse.txt")));
+    let s = c
+        .post_json(
+            &url,
+            r#"{"model":"gpt4","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+            &auth(),
+        )
+        .await;
+    assert_eq!(s.status, 200, "{}", s.text());
+    assert!(s.text().ends_with("data: [DONE]\n\n"), "{}", s.text());
+    let got = up.received();
+    assert_eq!(got.len(), 9);
+    assert!(
+        got.iter().all(|r| r.version == http::Version::HTTP_2),
+        "every call over HTTP/2"
+    );
+    assert_eq!(
+        up.connections(),
+        1,
+        "one upstream connection for all nine calls"
     );
 }
 

@@ -61,6 +61,11 @@ pub struct Cli {
     /// Seconds a client may take to send a request's body (408 after that).
     #[arg(long, env = "TOLLGATE_BODY_READ_TIMEOUT", default_value_t = 60.0)]
     pub body_read_timeout: f64,
+    /// Speak HTTP/2 to every upstream without negotiating it (h2c on plain
+    /// HTTP): concurrent calls to one host share a connection. Only when
+    /// every upstream accepts HTTP/2 (TLS upstreams negotiate it anyway).
+    #[arg(long, env = "TOLLGATE_UPSTREAM_HTTP2")]
+    pub upstream_http2: bool,
     /// Check the config and exit.
     #[arg(long)]
     pub check: bool,
@@ -267,6 +272,7 @@ pub fn main() -> ExitCode {
         price_file: cli.price_file.clone(),
         control: control.clone(),
         body_timeout: Some(seconds(cli.body_read_timeout)),
+        upstream_http2: cli.upstream_http2,
     };
     // Redis clients and background tasks need the runtime.
     let _entered = rt.enter();

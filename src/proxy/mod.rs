@@ -26,7 +26,7 @@ use crate::observe::{Observe, ObserveLayer, RecordSink};
 use crate::provider::BoxFuture;
 use crate::retry::{Retry, RetryLayer};
 use crate::router::Router;
-use crate::transport::HttpClient;
+use crate::transport::{HttpClient, HttpClientConfig};
 use bytes::Bytes;
 use config::{ConfigError, ProxyConfig};
 use http::{HeaderValue, Method, StatusCode};
@@ -86,6 +86,9 @@ pub struct GatewayOptions {
     pub control: Option<Arc<control::ControlPlane>>,
     /// Time allowed to receive a request body (`None`: the edge's default).
     pub body_timeout: Option<std::time::Duration>,
+    /// Speak HTTP/2 to every upstream with prior knowledge (h2c on plain
+    /// HTTP): see [`HttpClientConfig::http2_prior_knowledge`].
+    pub upstream_http2: bool,
 }
 
 /// The price table a config asks for: bundled, plus its price file if any.
@@ -158,7 +161,14 @@ impl Gateway {
         sink: Arc<dyn RecordSink>,
         options: &GatewayOptions,
     ) -> Result<Gateway, ConfigError> {
-        let client = HttpClient::shared();
+        let client = if options.upstream_http2 {
+            HttpClient::new(HttpClientConfig {
+                http2_prior_knowledge: true,
+                ..HttpClientConfig::default()
+            })
+        } else {
+            HttpClient::shared()
+        };
         let table = price_table(config, options)?;
         let built = build::build_with_prices(config, env, &client, &table)?;
         let router = built.router;

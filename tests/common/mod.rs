@@ -30,6 +30,7 @@ pub fn fixture_path(path: &str) -> PathBuf {
 #[derive(Clone, Debug)]
 pub struct Received {
     pub method: http::Method,
+    pub version: http::Version,
     pub path: String,
     pub headers: http::HeaderMap,
     pub body: Bytes,
@@ -157,9 +158,10 @@ struct State {
     fallback: Option<Reply>,
     received: Vec<Received>,
     release: Arc<tokio::sync::Notify>,
+    connections: usize,
 }
 
-/// A programmable HTTP/1.1 upstream.
+/// A programmable upstream (HTTP/1.1, and HTTP/2 with prior knowledge).
 #[derive(Clone)]
 pub struct MockUpstream {
     pub addr: SocketAddr,
@@ -177,6 +179,7 @@ impl MockUpstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                st.lock().unwrap().connections += 1;
                 let st = st.clone();
                 // A second handle on the socket, to reset it on demand.
                 let socket = {
@@ -221,6 +224,11 @@ impl MockUpstream {
         self.state.lock().unwrap().release.notify_one();
     }
 
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.lock().unwrap().connections
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
     }
@@ -250,6 +258,7 @@ async fn answer(
         let release = s.release.clone();
         s.received.push(Received {
             method: parts.method,
+            version: parts.version,
             path: parts
                 .uri
                 .path_and_query()
