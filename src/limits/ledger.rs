@@ -255,15 +255,11 @@ impl MemoryLedger {
         LedgerBuilder::default()
     }
 
-    fn load_missing(&self, lines: &[BudgetLine]) -> Vec<(LineKey, Option<Window>, BudgetLine)> {
-        let now = self.inner.clock.now_secs();
+    /// The positions of the lines this ledger has not met yet.
+    fn missing(&self, keys: &[LineKey]) -> Vec<usize> {
         let map = self.inner.lines.lock().unwrap_or_else(|p| p.into_inner());
-        lines
-            .iter()
-            .filter_map(|l| {
-                let key = l.mem_key();
-                (!map.contains_key(&key)).then(|| (key, l.window_at(now), l.clone()))
-            })
+        (0..keys.len())
+            .filter(|&i| !map.contains_key(&keys[i]))
             .collect()
     }
 }
@@ -348,11 +344,13 @@ impl Ledger for MemoryLedger {
     ) -> BoxFuture<Result<Reservation, Error>> {
         let this = self.clone();
         Box::pin(async move {
+            let keys: Vec<LineKey> = lines.iter().map(BudgetLine::mem_key).collect();
             // Cold lines: read their history first, outside the lock.
-            for (key, window, line) in this.load_missing(&lines) {
-                let spent = load_spent(&*this.inner.history, &line, window).await?;
+            for i in this.missing(&keys) {
+                let window = lines[i].window_at(this.inner.clock.now_secs());
+                let spent = load_spent(&*this.inner.history, &lines[i], window).await?;
                 let mut map = this.inner.lines.lock().unwrap_or_else(|p| p.into_inner());
-                map.entry(key).or_insert(LineState {
+                map.entry(keys[i].clone()).or_insert(LineState {
                     window: window.map(|w| w.index),
                     spent: spent.pico(),
                     reserved: 0,
@@ -360,7 +358,6 @@ impl Ledger for MemoryLedger {
             }
             let now = this.inner.clock.now_secs();
             let mut map = this.inner.lines.lock().unwrap_or_else(|p| p.into_inner());
-            let keys: Vec<LineKey> = lines.iter().map(BudgetLine::mem_key).collect();
             // Check every line, then apply: all or nothing under one lock.
             for (line, key) in lines.iter().zip(&keys) {
                 let Some(state) = map.get_mut(key) else {

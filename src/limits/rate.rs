@@ -40,19 +40,22 @@ impl RateKind {
     /// the kind (none for parallel requests).
     pub(crate) fn header_names(self) -> Option<[http::HeaderName; 3]> {
         use http::HeaderName;
-        Some(match self {
-            RateKind::Requests => [
-                HeaderName::from_static("x-ratelimit-limit-requests"),
-                HeaderName::from_static("x-ratelimit-remaining-requests"),
-                HeaderName::from_static("x-ratelimit-reset-requests"),
-            ],
-            RateKind::Tokens => [
-                HeaderName::from_static("x-ratelimit-limit-tokens"),
-                HeaderName::from_static("x-ratelimit-remaining-tokens"),
-                HeaderName::from_static("x-ratelimit-reset-tokens"),
-            ],
-            RateKind::Parallel => return None,
-        })
+        // Checked once, at compile time.
+        const REQUESTS: [HeaderName; 3] = [
+            HeaderName::from_static("x-ratelimit-limit-requests"),
+            HeaderName::from_static("x-ratelimit-remaining-requests"),
+            HeaderName::from_static("x-ratelimit-reset-requests"),
+        ];
+        const TOKENS: [HeaderName; 3] = [
+            HeaderName::from_static("x-ratelimit-limit-tokens"),
+            HeaderName::from_static("x-ratelimit-remaining-tokens"),
+            HeaderName::from_static("x-ratelimit-reset-tokens"),
+        ];
+        match self {
+            RateKind::Requests => Some(REQUESTS),
+            RateKind::Tokens => Some(TOKENS),
+            RateKind::Parallel => None,
+        }
     }
 
     /// `rpm`, `tpm` or `parallel`.

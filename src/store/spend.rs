@@ -448,23 +448,28 @@ impl Store {
             }
             let mut entity: BTreeMap<(u8, String), i128> = BTreeMap::new();
             let mut rollup: BTreeMap<(i64, &'static str, String, String), Totals> = BTreeMap::new();
-            let key_id_of = |r: &SpendRow| {
+            let key_id_of = |r: &SpendRow| -> Option<String> {
                 r.key_hash
                     .as_ref()
                     .and_then(|h| key_ids.get(&h.0).cloned().flatten())
             };
+            // Each row's key id, looked up once (bound in the insert, then
+            // used for the rollups of the rows that were new).
+            let row_key_ids: Vec<Option<String>> = rows.iter().map(key_id_of).collect();
             // The log rows, many per statement; the ids returned are the new ones.
             let mut new_ids: HashSet<String> = HashSet::with_capacity(rows.len());
-            for chunk in rows.chunks(per_insert) {
+            for (chunk, chunk_key_ids) in
+                rows.chunks(per_insert).zip(row_key_ids.chunks(per_insert))
+            {
                 // Built from constants and numbered placeholders only.
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_logs_sql(chunk.len())));
-                for r in chunk {
+                for (r, key_id) in chunk.iter().zip(chunk_key_ids) {
                     q = q
                         .bind(r.id.clone())
                         .bind(r.request_id.clone())
                         .bind(r.call_type.clone())
                         .bind(r.key_display.clone())
-                        .bind(key_id_of(r))
+                        .bind(key_id.clone())
                         .bind(r.team_id.clone())
                         .bind(r.user_id.clone())
                         .bind(r.end_user.clone())
@@ -494,18 +499,17 @@ impl Store {
                 }
             }
             let mut written = 0usize;
-            for r in rows {
+            for (r, key_id) in rows.iter().zip(&row_key_ids) {
                 // Written before (a retried batch): already counted.
                 if !new_ids.remove(&r.id) {
                     continue;
                 }
-                let key_id = key_id_of(r);
                 let spend = r.spend.map(pico_column);
                 written += 1;
                 let pico = i128::from(spend.unwrap_or(0));
                 let day = day_of(r.start_ms.div_euclid(1000));
                 let mut scopes: Vec<(&'static str, String)> = vec![("global", String::new())];
-                if let Some(k) = &key_id {
+                if let Some(k) = key_id {
                     *entity.entry((0, k.clone())).or_default() += pico;
                     scopes.push(("key", k.clone()));
                 }
