@@ -155,8 +155,6 @@ const AUTH: [(&str, &str); 1] = [("authorization", "Bearer sk-cost-test-key-0001
 async fn proxy(extra_args: &[&str]) -> (MockUpstream, Proxy, common::TempDir) {
     let up = MockUpstream::start().await;
     let dir = common::TempDir::new("cost");
-    let cfg = dir.0.join("config.yaml");
-    std::fs::write(&cfg, CONFIG.replace("UPSTREAM", &up.base())).unwrap();
     let prices = dir.0.join("prices.json");
     std::fs::write(
         &prices,
@@ -164,17 +162,9 @@ async fn proxy(extra_args: &[&str]) -> (MockUpstream, Proxy, common::TempDir) {
     )
     .unwrap();
     let price_arg = format!("--price-file={}", prices.display());
-    let mut args = vec![
-        "--config",
-        cfg.to_str().unwrap(),
-        "--port",
-        "0",
-        "--host",
-        "127.0.0.1",
-        price_arg.as_str(),
-    ];
+    let mut args = vec![price_arg.as_str()];
     args.extend_from_slice(extra_args);
-    let p = Proxy::spawn(&args, &[]).unwrap();
+    let p = Proxy::start_in(&dir.0, &CONFIG.replace("UPSTREAM", &up.base()), &args, &[]);
     (up, p, dir)
 }
 

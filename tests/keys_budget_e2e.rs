@@ -18,43 +18,18 @@ const CALL: f64 = 0.051;
 const STREAM_CALL: f64 = 0.044;
 
 fn config(up: &MockUpstream, extra_general: &str) -> String {
-    format!(
-        r#"
-model_list:
-  - model_name: g
-    litellm_params:
-      model: openai/gpt-4o-2024-08-06
-      api_base: "{base}/v1"
-      api_key: sk-upstream
-    model_info:
-      input_cost_per_token: 0.001
-      output_cost_per_token: 0.001
-      max_output_tokens: 1000
-router_settings:
-  num_retries: 0
-general_settings:
-  master_key: {MASTER}
-  proxy_batch_write_at: 0.2
-{extra_general}
-"#,
-        base = up.base()
+    common::priced_config(
+        up,
+        &format!(
+            "general_settings:\n  master_key: {MASTER}\n  proxy_batch_write_at: 0.2\n{extra_general}"
+        ),
     )
 }
 
 /// Starts a replica with its own directory (its SQLite file when no
 /// `DATABASE_URL` is given).
 fn start(dir: &std::path::Path, yaml: &str, env: &[(&str, &str)]) -> Proxy {
-    let path = dir.join("config.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let args = [
-        "--config",
-        path.to_str().unwrap(),
-        "--port",
-        "0",
-        "--host",
-        "127.0.0.1",
-    ];
-    Proxy::spawn(&args, env).unwrap_or_else(|e| panic!("proxy did not start: {e}"))
+    Proxy::start_in(dir, yaml, &[], env)
 }
 
 async fn admin(c: &Client, p: &Proxy, path: &str, body: Value) -> Value {

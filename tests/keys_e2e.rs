@@ -33,23 +33,11 @@ general_settings:
 
 /// Starts the binary on `config` written into `dir` (kept across restarts).
 fn start_in(dir: &std::path::Path, yaml: &str, env: &[(&str, &str)]) -> Proxy {
-    let path = dir.join("config.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let mut args = vec![
-        "--config",
-        path.to_str().unwrap(),
-        "--port",
-        "0",
-        "--host",
-        "127.0.0.1",
-    ];
-    args.push("--graceful-timeout");
-    args.push("10");
     let env: Vec<(&str, &str)> = [("DATABASE_URL", "")]
         .into_iter()
         .chain(env.iter().copied())
         .collect();
-    Proxy::spawn(&args, &env).unwrap_or_else(|e| panic!("proxy did not start: {e}"))
+    Proxy::start_in(dir, yaml, &["--graceful-timeout", "10"], &env)
 }
 
 fn bearer(key: &str) -> String {
@@ -500,21 +488,7 @@ async fn migrate_subcommand_and_disabled_start_up_migrations() {
 #[tokio::test]
 async fn without_a_database_there_are_no_management_routes() {
     let dir = db::TestDb::sqlite();
-    let path = dir.dir.join("config.yaml");
-    std::fs::write(&path, config("")).unwrap();
-    let p = Proxy::spawn(
-        &[
-            "--config",
-            path.to_str().unwrap(),
-            "--port",
-            "0",
-            "--host",
-            "127.0.0.1",
-            "--no-database",
-        ],
-        &[],
-    )
-    .unwrap();
+    let p = Proxy::start_in(&dir.dir, &config(""), &["--no-database"], &[]);
     let c = Client::new();
     assert_eq!(chat(&c, &p, MASTER, "demo", false).await.status, 200);
     let auth = bearer(MASTER);

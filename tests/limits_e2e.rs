@@ -5,27 +5,8 @@ mod common;
 
 use common::{Client, MockUpstream, Proxy, Reply, fixture, redis_or_skip};
 
-/// A config whose one model costs exactly $0.001 per token, answered by
-/// `chat_text.resp.json` (14 prompt + 37 completion tokens = $0.051).
 fn config(up: &MockUpstream, extra: &str) -> String {
-    format!(
-        r#"
-model_list:
-  - model_name: g
-    litellm_params:
-      model: openai/gpt-4o-2024-08-06
-      api_base: "{base}/v1"
-      api_key: sk-upstream
-    model_info:
-      input_cost_per_token: 0.001
-      output_cost_per_token: 0.001
-      max_output_tokens: 1000
-router_settings:
-  num_retries: 0
-{extra}
-"#,
-        base = up.base()
-    )
+    common::priced_config(up, extra)
 }
 
 /// The request whose worst case equals its actual cost: the prompt counts 14

@@ -31,21 +31,8 @@ general_settings:
   master_key: {MASTER}
 "#
     );
-    let path = dir.join("config.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    Proxy::spawn(
-        &[
-            "--config",
-            path.to_str().unwrap(),
-            "--port",
-            "0",
-            "--host",
-            "127.0.0.1",
-        ],
-        // The SQLite database next to the config.
-        &[("DATABASE_URL", "")],
-    )
-    .unwrap_or_else(|e| panic!("proxy did not start: {e}"))
+    // The SQLite database next to the config.
+    Proxy::start_in(dir, &yaml, &[], &[("DATABASE_URL", "")])
 }
 
 /// A body that gets past routing and authentication on each route (the

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,6 +24,29 @@ pub fn fixture_path(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/protocols")
         .join(path)
+}
+
+/// A config whose one model costs exactly $0.001 per token, answered by
+/// `chat_text.resp.json` (14 prompt + 37 completion tokens = $0.051).
+pub fn priced_config(up: &MockUpstream, extra: &str) -> String {
+    format!(
+        r#"
+model_list:
+  - model_name: g
+    litellm_params:
+      model: openai/gpt-4o-2024-08-06
+      api_base: "{base}/v1"
+      api_key: sk-upstream
+    model_info:
+      input_cost_per_token: 0.001
+      output_cost_per_token: 0.001
+      max_output_tokens: 1000
+router_settings:
+  num_retries: 0
+{extra}
+"#,
+        base = up.base()
+    )
 }
 
 /// What the upstream received.
@@ -442,22 +465,38 @@ impl Proxy {
     /// Starts the proxy with `yaml` as its config on a free port and waits until it listens.
     pub fn start(yaml: &str, env: &[(&str, &str)]) -> Proxy {
         let dir = TempDir::new("proxy");
-        let path = dir.0.join("config.yaml");
-        std::fs::write(&path, yaml).unwrap();
-        let mut p = Proxy::spawn(
-            &[
-                "--config",
-                path.to_str().unwrap(),
-                "--port",
-                "0",
-                "--host",
-                "127.0.0.1",
-            ],
-            env,
-        )
-        .unwrap_or_else(|e| panic!("proxy did not start: {e}"));
+        let mut p = Proxy::start_in(&dir.0, yaml, &[], env);
         p._dir = Some(dir);
         p
+    }
+
+    /// Writes `yaml` to `dir/config.yaml` (a SQLite database, if any, goes
+    /// next to it), starts the proxy on it on a free port with `extra` flags,
+    /// and waits until it listens.
+    pub fn start_in(dir: &Path, yaml: &str, extra: &[&str], env: &[(&str, &str)]) -> Proxy {
+        Proxy::try_start_in(dir, yaml, extra, env)
+            .unwrap_or_else(|e| panic!("proxy did not start: {e}"))
+    }
+
+    /// [`Proxy::start_in`], or `Err(stderr)` if it exits before listening.
+    pub fn try_start_in(
+        dir: &Path,
+        yaml: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Proxy, String> {
+        let path = dir.join("config.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let mut args = vec![
+            "--config",
+            path.to_str().unwrap(),
+            "--port",
+            "0",
+            "--host",
+            "127.0.0.1",
+        ];
+        args.extend_from_slice(extra);
+        Proxy::spawn(&args, env)
     }
 
     /// Runs the binary with `args`; `Err(stderr)` if it exits before listening.
