@@ -32,6 +32,20 @@ fn start(dir: &std::path::Path, yaml: &str, env: &[(&str, &str)]) -> Proxy {
     Proxy::start_in(dir, yaml, &[], env)
 }
 
+/// Two replicas sharing PostgreSQL and Redis (a fresh namespace), started at
+/// the same time, each in its own directory (kept until the proxies stop).
+fn two_replicas(up: &MockUpstream, pg_url: &str, redis: &str) -> ([db::TestDb; 2], Proxy, Proxy) {
+    let yaml = config(up, &namespace());
+    let env = [("DATABASE_URL", pg_url), ("REDIS_URL", redis)];
+    let dirs = [db::TestDb::sqlite(), db::TestDb::sqlite()];
+    let (a, b) = std::thread::scope(|s| {
+        let ha = s.spawn(|| start(&dirs[0].dir, &yaml, &env));
+        let hb = s.spawn(|| start(&dirs[1].dir, &yaml, &env));
+        (ha.join().unwrap(), hb.join().unwrap())
+    });
+    (dirs, a, b)
+}
+
 async fn admin(c: &Client, p: &Proxy, path: &str, body: Value) -> Value {
     let auth = format!("Bearer {MASTER}");
     let a = if body.is_null() {
@@ -213,17 +227,7 @@ async fn key_budget_holds_across_two_replicas_sharing_postgres_and_redis() {
     };
     let up = MockUpstream::start().await;
     up.always(Reply::json(200, fixture("openai/chat_text.resp.json")));
-    let yaml = config(&up, &namespace());
-    let env = [
-        ("DATABASE_URL", pg.url.as_str()),
-        ("REDIS_URL", redis.as_str()),
-    ];
-    let (dir_a, dir_b) = (db::TestDb::sqlite(), db::TestDb::sqlite());
-    let (a, b) = std::thread::scope(|s| {
-        let ha = s.spawn(|| start(&dir_a.dir, &yaml, &env));
-        let hb = s.spawn(|| start(&dir_b.dir, &yaml, &env));
-        (ha.join().unwrap(), hb.join().unwrap())
-    });
+    let (_dirs, a, b) = two_replicas(&up, &pg.url, &redis);
     key_budget_holds(&[&a, &b], &up).await;
 }
 
@@ -345,17 +349,7 @@ async fn key_rpm_limit_holds_across_two_replicas_sharing_redis() {
     };
     let up = MockUpstream::start().await;
     up.always(Reply::json(200, fixture("openai/chat_text.resp.json")));
-    let yaml = config(&up, &namespace());
-    let env = [
-        ("DATABASE_URL", pg.url.as_str()),
-        ("REDIS_URL", redis.as_str()),
-    ];
-    let (dir_a, dir_b) = (db::TestDb::sqlite(), db::TestDb::sqlite());
-    let (a, b) = std::thread::scope(|s| {
-        let ha = s.spawn(|| start(&dir_a.dir, &yaml, &env));
-        let hb = s.spawn(|| start(&dir_b.dir, &yaml, &env));
-        (ha.join().unwrap(), hb.join().unwrap())
-    });
+    let (_dirs, a, b) = two_replicas(&up, &pg.url, &redis);
     let c = Client::new();
     let key = new_key(&c, &a, json!({"rpm_limit": 60})).await;
     let answers = burst(&[&a, &b], &key, 150).await;
