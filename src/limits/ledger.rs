@@ -37,9 +37,10 @@ pub struct BudgetLine {
 impl BudgetLine {
     /// The storage name of the line (scope, model).
     pub fn storage_key(&self) -> String {
+        use std::fmt::Write;
         let mut key = self.scope.storage_key();
         if self.budget_start != 0 {
-            key.push_str(&format!("@{}", self.budget_start));
+            let _ = write!(key, "@{}", self.budget_start);
         }
         if let Some(m) = &self.model {
             key.push_str(":model:");
