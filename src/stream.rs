@@ -38,7 +38,6 @@ use crate::types::{
     ChatChunk, ChatCompletion, Choice, FinishReason, ResponseMessage, ToolCall, Usage,
 };
 use futures_core::Stream;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -204,7 +203,7 @@ pub struct ChunkAggregator {
     model: String,
     created: i64,
     system_fingerprint: Option<String>,
-    choices: BTreeMap<u32, ChoiceAcc>,
+    choices: ByIndex<ChoiceAcc>,
     usage: Option<Usage>,
 }
 
@@ -213,8 +212,47 @@ struct ChoiceAcc {
     content: Option<String>,
     refusal: Option<String>,
     reasoning: Option<String>,
-    tools: BTreeMap<u32, (String, String, String)>,
+    tools: ByIndex<(String, String, String)>,
     finish: Option<FinishReason>,
+}
+
+/// Values by `index`, in index order. A stream has one choice (rarely a few)
+/// and a few tool calls: a sorted `Vec` grown one slot at a time holds them in
+/// a few hundred bytes, where a `BTreeMap` node is ~1.4 KB — and every open
+/// stream carries two aggregators (cost and logging).
+#[derive(Debug, Clone)]
+struct ByIndex<V>(Vec<(u32, V)>);
+
+impl<V> Default for ByIndex<V> {
+    fn default() -> Self {
+        ByIndex(Vec::new())
+    }
+}
+
+impl<V: Default> ByIndex<V> {
+    fn entry(&mut self, index: u32) -> &mut V {
+        let at = match self.0.binary_search_by_key(&index, |(i, _)| *i) {
+            Ok(at) => at,
+            Err(at) => {
+                if self.0.len() < 4 {
+                    self.0.reserve_exact(1);
+                }
+                self.0.insert(at, (index, V::default()));
+                at
+            }
+        };
+        &mut self.0[at].1
+    }
+}
+
+impl<V> ByIndex<V> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &V> {
+        self.0.iter().map(|(_, v)| v)
+    }
 }
 
 impl ChunkAggregator {
@@ -237,7 +275,7 @@ impl ChunkAggregator {
             self.usage = Some(u.clone());
         }
         for c in &chunk.choices {
-            let acc = self.choices.entry(c.index).or_default();
+            let acc = self.choices.entry(c.index);
             let d = &c.delta;
             if let Some(t) = &d.content {
                 acc.content.get_or_insert_with(String::new).push_str(t);
@@ -249,7 +287,7 @@ impl ChunkAggregator {
                 acc.reasoning.get_or_insert_with(String::new).push_str(t);
             }
             for tc in d.tool_calls.iter().flatten() {
-                let slot = acc.tools.entry(tc.index).or_default();
+                let slot = acc.tools.entry(tc.index);
                 if let Some(id) = &tc.id {
                     slot.0.clone_from(id);
                 }
@@ -301,11 +339,12 @@ impl ChunkAggregator {
         let mut completion = ChatCompletion::new(self.id, self.model, self.created);
         completion.system_fingerprint = self.system_fingerprint;
         completion.usage = self.usage;
-        for (index, acc) in self.choices {
+        for (index, acc) in self.choices.0 {
             let tool_calls: Vec<ToolCall> = acc
                 .tools
-                .into_values()
-                .map(|(id, name, args)| ToolCall::function(id, name, args))
+                .0
+                .into_iter()
+                .map(|(_, (id, name, args))| ToolCall::function(id, name, args))
                 .collect();
             let message = ResponseMessage {
                 content: acc.content,
@@ -440,5 +479,68 @@ mod tests {
         assert_eq!(calls[0].id, "call_1");
         assert_eq!(calls[0].function.arguments, "{\"a\":1}");
         assert_eq!(c.usage.unwrap().total_tokens, 7);
+    }
+
+    #[tokio::test]
+    async fn choices_and_tool_calls_in_index_order_whatever_order_they_arrive() {
+        let chunk = |v: serde_json::Value| -> ChatChunk { serde_json::from_value(v).unwrap() };
+        let text = |i: u32, t: &str| {
+            chunk(
+                serde_json::json!({"id": "c", "object": "chat.completion.chunk", "created": 1,
+                "model": "m", "choices": [{"index": i, "delta": {"content": t}}]}),
+            )
+        };
+        let call = |tool: u32, id: Option<&str>, args: &str| {
+            let mut tc = serde_json::json!({"index": tool, "function": {"arguments": args}});
+            if let Some(id) = id {
+                tc["id"] = id.into();
+                tc["type"] = "function".into();
+                tc["function"]["name"] = format!("f{tool}").into();
+            }
+            chunk(
+                serde_json::json!({"id": "c", "object": "chat.completion.chunk", "created": 1,
+                "model": "m", "choices": [{"index": 3, "delta": {"tool_calls": [tc]}}]}),
+            )
+        };
+        let c = ChatStream::from_chunks(vec![
+            text(2, "two "),
+            call(7, Some("call_7"), "{\"b\""),
+            text(0, "zero "),
+            call(1, Some("call_1"), "{\"a\""),
+            text(2, "again"),
+            text(1, "one"),
+            call(7, None, ":2}"),
+            call(1, None, ":1}"),
+            text(0, "again"),
+        ])
+        .collect_completion()
+        .await
+        .unwrap();
+        let indexes: Vec<u32> = c.choices.iter().map(|ch| ch.index).collect();
+        assert_eq!(indexes, [0, 1, 2, 3]);
+        let texts: Vec<Option<&str>> = c
+            .choices
+            .iter()
+            .map(|ch| ch.message.content.as_deref())
+            .collect();
+        assert_eq!(
+            texts,
+            [Some("zero again"), Some("one"), Some("two again"), None]
+        );
+        let calls = c.choices[3].message.tool_calls.as_ref().unwrap();
+        let calls: Vec<(&str, &str, &str)> = calls
+            .iter()
+            .map(|t| {
+                (
+                    t.id.as_str(),
+                    t.function.name.as_str(),
+                    t.function.arguments.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            calls,
+            [("call_1", "f1", "{\"a\":1}"), ("call_7", "f7", "{\"b\":2}")]
+        );
     }
 }
