@@ -45,10 +45,12 @@ use crate::context::Deadline;
 use crate::error::Error;
 use crate::provider::BoxFuture;
 use crate::router::ErrorClass;
-use crate::stream::ChatStream;
-use crate::types::{ChatBody, ChatRequest, ChatResponse};
+use crate::stream::{ChatStream, ChunkResult};
+use crate::types::{ChatBody, ChatChunk, ChatRequest, ChatResponse};
+use futures_core::Stream;
 use futures_util::StreamExt;
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -153,14 +155,34 @@ pub(crate) async fn first_chunk(resp: ChatResponse) -> Result<ChatResponse, Erro
     let body = match body {
         ChatBody::Complete(c) => ChatBody::Complete(c),
         ChatBody::Stream(mut s) => match s.next().await {
-            Some(Ok(first)) => ChatBody::Stream(ChatStream::new(
-                futures_util::stream::once(std::future::ready(Ok(first))).chain(s),
-            )),
+            Some(Ok(first)) => ChatBody::Stream(ChatStream::new(Peeked {
+                first: Some(Box::new(first)),
+                rest: s,
+            })),
             Some(Err(e)) => return Err(e),
             None => ChatBody::Stream(ChatStream::from_chunks(Vec::new())),
         },
     };
     Ok(ChatResponse { body, meta })
+}
+
+/// A stream whose first chunk was read ahead. The chunk sits in its own box,
+/// freed once delivered: an open stream does not carry a chunk-sized slot
+/// (~400 B) for its whole life.
+struct Peeked {
+    first: Option<Box<ChatChunk>>,
+    rest: ChatStream,
+}
+
+impl Stream for Peeked {
+    type Item = ChunkResult;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ChunkResult>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(*first)));
+        }
+        Pin::new(&mut self.rest).poll_next(cx)
+    }
 }
 
 impl<S> Service<ChatRequest> for Retry<S>

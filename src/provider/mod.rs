@@ -527,7 +527,7 @@ impl UpstreamStream {
         UpstreamStream {
             body: Some(body),
             decoder,
-            queue: VecDeque::new(),
+            queue: VecDeque::with_capacity(1),
             error: None,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
@@ -547,6 +547,12 @@ impl Stream for UpstreamStream {
         let this = &mut *self;
         loop {
             if let Some(chunk) = this.queue.pop_front() {
+                if this.queue.is_empty() && this.queue.capacity() > 1 {
+                    // Chunks mostly arrive one per read. While the stream waits
+                    // for the next, keep one slot (~400 B), not the four or more
+                    // a burst grew the queue to.
+                    this.queue.shrink_to(1);
+                }
                 return Poll::Ready(Some(Ok(chunk)));
             }
             if let Some(err) = this.error.take() {
