@@ -149,25 +149,33 @@ impl Default for EdgeConfig {
 }
 
 /// Calls `svc`; when `detach`, on its own task, so that a caller going away
-/// does not cancel the call.
-async fn call_detached<S, R>(svc: S, req: R, detach: bool) -> Result<S::Response, Error>
+/// does not cancel the call. The returned future is small either way (the
+/// call itself lives in the task, or in a box), so the futures awaiting it
+/// are not sized for the whole call.
+fn call_detached<S, R>(
+    svc: S,
+    req: R,
+    detach: bool,
+) -> impl Future<Output = Result<S::Response, Error>> + Send + 'static
 where
     S: Service<R, Error = Error> + Send + 'static,
     S::Future: Send + 'static,
     S::Response: Send + 'static,
     R: Send + 'static,
 {
+    use futures_util::FutureExt;
+    use futures_util::future::Either;
     if !detach {
-        return svc.oneshot(req).await;
+        return Either::Right(Box::pin(svc.oneshot(req)));
     }
-    match tokio::spawn(svc.oneshot(req)).await {
+    Either::Left(tokio::spawn(svc.oneshot(req)).map(|joined| match joined {
         Ok(r) => r,
         Err(e) => Err(Error::internal(if e.is_panic() {
             "the request handler panicked"
         } else {
             "the request handler was cancelled"
         })),
-    }
+    }))
 }
 
 struct Shared {
@@ -334,74 +342,229 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let chat = self.chat.clone();
-        let embeddings = self.embeddings.clone();
+        use futures_util::FutureExt;
         let shared = self.shared.clone();
-        Box::pin(async move { Ok(handle(chat, embeddings, shared, req).await) })
+        match dispatch(req.method(), req.uri().path()) {
+            // Chat gets its own future, holding no more than it needs: every
+            // request waiting for its upstream's first byte holds one. The
+            // service clone is boxed so that it is stored once, in the task
+            // that calls it, not also in this future.
+            Dispatch::Chat { anthropic } => {
+                Box::pin(chat_exchange(Box::new(self.chat.clone()), shared, req, anthropic).map(Ok))
+            }
+            Dispatch::Other(route) => {
+                Box::pin(handle(self.embeddings.clone(), shared, req, route).map(Ok))
+            }
+            Dispatch::Reject { error, anthropic } => {
+                let ex = Exchange::new(req.headers(), &shared);
+                let resp = if anthropic {
+                    messages::error_response(&error, &ex)
+                } else {
+                    error_response(&error, &ex)
+                };
+                Box::pin(std::future::ready(Ok(resp)))
+            }
+        }
+    }
+}
+
+/// What the edge does with a request, decided from its method and path.
+enum Dispatch {
+    /// `POST /v1/chat/completions`, or `POST /v1/messages` when `anthropic`.
+    Chat { anthropic: bool },
+    /// Any other route, with the right method.
+    Other(OtherRoute),
+    /// No such route, or the wrong method (errors on Anthropic's routes are
+    /// written in Anthropic's envelope).
+    Reject { error: Error, anthropic: bool },
+}
+
+/// The routes served by [`handle`].
+#[derive(Clone, Copy)]
+enum OtherRoute {
+    Models,
+    Model,
+    Embeddings,
+    CountTokens,
+}
+
+fn dispatch(method: &Method, path: &str) -> Dispatch {
+    let Some(route) = Route::of(path) else {
+        return Dispatch::Reject {
+            error: Error::new(
+                ErrorKind::NotFound,
+                format!("no route for {method} {}", safe_path(path)),
+            ),
+            anthropic: false,
+        };
+    };
+    if *method != route.method() {
+        return Dispatch::Reject {
+            error: Error::new(
+                ErrorKind::MethodNotAllowed,
+                format!(
+                    "{method} is not allowed on {}; use {}",
+                    safe_path(path),
+                    route.method()
+                ),
+            ),
+            anthropic: matches!(route, Route::Messages | Route::CountTokens),
+        };
+    }
+    match route {
+        Route::ChatCompletions => Dispatch::Chat { anthropic: false },
+        Route::Messages => Dispatch::Chat { anthropic: true },
+        Route::Embeddings => Dispatch::Other(OtherRoute::Embeddings),
+        Route::Models => Dispatch::Other(OtherRoute::Models),
+        Route::Model => Dispatch::Other(OtherRoute::Model),
+        Route::CountTokens => Dispatch::Other(OtherRoute::CountTokens),
     }
 }
 
 /// Context of one HTTP exchange.
+#[derive(Clone)]
 struct Exchange {
     request_id: RequestId,
     received: Instant,
     budget_status: StatusCode,
 }
 
-async fn handle<C, E, B>(
-    chat: C,
-    embeddings: E,
+impl Exchange {
+    fn new(headers: &HeaderMap, shared: &Shared) -> Exchange {
+        Exchange {
+            request_id: request_id(headers),
+            received: Instant::now(),
+            budget_status: shared.config.budget_exceeded_status,
+        }
+    }
+}
+
+/// How a chat answer is written: OpenAI's format, or Anthropic's for
+/// `/v1/messages` (which names the model the client asked for).
+enum Reply {
+    OpenAi { include_usage: bool },
+    Anthropic { model: String },
+}
+
+fn chat_exchange<C, B>(
+    chat: Box<C>,
     shared: Arc<Shared>,
     req: http::Request<B>,
-) -> http::Response<EdgeBody>
+    anthropic: bool,
+) -> impl Future<Output = http::Response<EdgeBody>> + Send + 'static
 where
     C: Service<ChatRequest, Response = ChatResponse, Error = Error> + Send + 'static,
     C::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (parts, body) = req.into_parts();
+    let ex = Exchange::new(&parts.headers, &shared);
+    // The request's head and body are read in a box of their own, freed once
+    // the request is parsed: while the upstream works (seconds, for a model's
+    // first token), the exchange holds the parsed request and little else.
+    let read = Box::pin(read_chat(
+        shared.clone(),
+        parts,
+        body,
+        ex.clone(),
+        anthropic,
+    ));
+    async move {
+        let result = async {
+            let (req, reply) = read.await?;
+            let detach = shared.config.finish_abandoned_requests;
+            let resp = call_detached(chat, req, detach).await?;
+            Ok::<_, Error>(match reply {
+                Reply::OpenAi { include_usage } => chat_response(resp, include_usage, &ex),
+                Reply::Anthropic { model } => messages::respond(resp, model, &ex),
+            })
+        }
+        .await;
+        match result {
+            Ok(resp) => resp,
+            Err(err) if anthropic => messages::error_response(&err, &ex),
+            Err(err) => error_response(&err, &ex),
+        }
+    }
+}
+
+/// Authenticates, reads, parses and checks a chat request (OpenAI's format,
+/// or Anthropic's Messages when `anthropic`).
+async fn read_chat<B>(
+    shared: Arc<Shared>,
+    parts: http::request::Parts,
+    body: B,
+    ex: Exchange,
+    anthropic: bool,
+) -> Result<(ChatRequest, Reply), Error>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let identity = shared
+        .auth
+        .authenticate(crate::auth::credential(&parts.headers))
+        .await?;
+    check_content_type(&parts.headers)?;
+    let bytes = read_body(body, &parts.headers, &shared.config).await?;
+    if anthropic {
+        let mut req = messages::parse(&bytes)?;
+        if !identity.may_use(&req.model) {
+            return Err(model_denied(&req.model));
+        }
+        validate::chat(&req, &shared.config)?;
+        fill_extensions(
+            &mut req.extensions,
+            &parts.headers,
+            &ex,
+            identity,
+            None,
+            None,
+        );
+        let model = req.model.clone();
+        return Ok((req, Reply::Anthropic { model }));
+    }
+    let mut req = ChatRequest::from_json(&bytes)?;
+    validate::chat(&req, &shared.config)?;
+    if !identity.may_use(&req.model) {
+        return Err(model_denied(&req.model));
+    }
+    let body = req.shared_body().clone();
+    fill_extensions(
+        &mut req.extensions,
+        &parts.headers,
+        &ex,
+        identity,
+        body.tags.as_deref(),
+        body.metadata.as_ref(),
+    );
+    let include_usage = req.include_usage();
+    Ok((req, Reply::OpenAi { include_usage }))
+}
+
+async fn handle<E, B>(
+    embeddings: E,
+    shared: Arc<Shared>,
+    req: http::Request<B>,
+    route: OtherRoute,
+) -> http::Response<EdgeBody>
+where
     E: Service<EmbeddingRequest, Response = EmbeddingOutput, Error = Error> + Send + 'static,
     E::Future: Send + 'static,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let (parts, body) = req.into_parts();
-    let ex = Exchange {
-        request_id: request_id(&parts.headers),
-        received: Instant::now(),
-        budget_status: shared.config.budget_exceeded_status,
-    };
-    // Errors on Anthropic's routes are written in Anthropic's envelope.
-    let anthropic = matches!(
-        Route::of(parts.uri.path()),
-        Some(Route::Messages | Route::CountTokens)
-    );
+    let ex = Exchange::new(&parts.headers, &shared);
     let result = async {
-        let route = Route::of(parts.uri.path()).ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                format!(
-                    "no route for {} {}",
-                    parts.method,
-                    safe_path(parts.uri.path())
-                ),
-            )
-        })?;
-        if parts.method != route.method() {
-            return Err(Error::new(
-                ErrorKind::MethodNotAllowed,
-                format!(
-                    "{} is not allowed on {}; use {}",
-                    parts.method,
-                    safe_path(parts.uri.path()),
-                    route.method()
-                ),
-            ));
-        }
         let identity = shared
             .auth
             .authenticate(crate::auth::credential(&parts.headers))
             .await?;
         match route {
-            Route::Models => Ok(models_response(&shared, &identity, None, &ex)?),
-            Route::Model => {
+            OtherRoute::Models => Ok(models_response(&shared, &identity, None, &ex)?),
+            OtherRoute::Model => {
                 let path = parts.uri.path();
                 let id = path
                     .strip_prefix("/v1")
@@ -415,29 +578,7 @@ where
                     &ex,
                 )?)
             }
-            Route::ChatCompletions => {
-                check_content_type(&parts.headers)?;
-                let bytes = read_body(body, &parts.headers, &shared.config).await?;
-                let mut req = ChatRequest::from_json(&bytes)?;
-                validate::chat(&req, &shared.config)?;
-                if !identity.may_use(&req.model) {
-                    return Err(model_denied(&req.model));
-                }
-                let body = req.shared_body().clone();
-                fill_extensions(
-                    &mut req.extensions,
-                    &parts.headers,
-                    &ex,
-                    identity,
-                    body.tags.as_deref(),
-                    body.metadata.as_ref(),
-                );
-                let include_usage = req.include_usage();
-                let detach = shared.config.finish_abandoned_requests;
-                let resp = call_detached(chat, req, detach).await?;
-                Ok(chat_response(resp, include_usage, &ex))
-            }
-            Route::Embeddings => {
+            OtherRoute::Embeddings => {
                 check_content_type(&parts.headers)?;
                 let bytes = read_body(body, &parts.headers, &shared.config).await?;
                 let mut req = EmbeddingRequest::from_json(&bytes)?;
@@ -472,36 +613,21 @@ where
                 common_headers(out.headers_mut(), &ex, Some(&resp.meta));
                 Ok(out)
             }
-            Route::Messages | Route::CountTokens => {
+            OtherRoute::CountTokens => {
                 check_content_type(&parts.headers)?;
                 let bytes = read_body(body, &parts.headers, &shared.config).await?;
-                let mut req = messages::parse(&bytes)?;
+                let req = messages::parse(&bytes)?;
                 if !identity.may_use(&req.model) {
                     return Err(model_denied(&req.model));
                 }
-                if route == Route::CountTokens {
-                    return Ok(messages::count_tokens(&req, &ex));
-                }
-                validate::chat(&req, &shared.config)?;
-                fill_extensions(
-                    &mut req.extensions,
-                    &parts.headers,
-                    &ex,
-                    identity,
-                    None,
-                    None,
-                );
-                let model = req.model.clone();
-                let detach = shared.config.finish_abandoned_requests;
-                let resp = call_detached(chat, req, detach).await?;
-                Ok(messages::respond(resp, model, &ex))
+                Ok(messages::count_tokens(&req, &ex))
             }
         }
     }
     .await;
     match result {
         Ok(resp) => resp,
-        Err(err) if anthropic => messages::error_response(&err, &ex),
+        Err(err) if matches!(route, OtherRoute::CountTokens) => messages::error_response(&err, &ex),
         Err(err) => error_response(&err, &ex),
     }
 }
