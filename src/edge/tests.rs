@@ -467,3 +467,100 @@ async fn upstream_errors_keep_status_and_retry_after() {
     assert_eq!(e["type"], "rate_limit_error");
     assert_eq!(e["message"], "slow down");
 }
+
+/// A chat service that says when its call has started, waits for `gate`, and
+/// says whether the call then finished or was dropped before its end.
+#[derive(Clone)]
+struct Gated {
+    started: tokio::sync::mpsc::UnboundedSender<()>,
+    gate: Arc<tokio::sync::Notify>,
+    ended: tokio::sync::mpsc::UnboundedSender<&'static str>,
+}
+
+impl Service<ChatRequest> for Gated {
+    type Response = ChatResponse;
+    type Error = Error;
+    type Future = BoxFuture<Result<ChatResponse, Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: ChatRequest) -> Self::Future {
+        struct Guard(Option<tokio::sync::mpsc::UnboundedSender<&'static str>>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                if let Some(ended) = self.0.take() {
+                    let _ = ended.send("dropped");
+                }
+            }
+        }
+        let (started, gate) = (self.started.clone(), self.gate.clone());
+        let mut guard = Guard(Some(self.ended.clone()));
+        Box::pin(async move {
+            let _ = started.send(());
+            gate.notified().await;
+            let _ = guard.0.take().map(|ended| ended.send("finished"));
+            Ok(ChatResponse::complete(crate::types::ChatCompletion::new(
+                "id", &req.model, 0,
+            )))
+        })
+    }
+}
+
+#[tokio::test]
+async fn an_abandoned_call_runs_to_its_end_unless_configured_not_to() {
+    for (finish, expected) in [(true, "finished"), (false, "dropped")] {
+        let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+        let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let chat = Gated {
+            started: started_tx,
+            gate: gate.clone(),
+            ended: ended_tx,
+        };
+        let mut edge = HttpEdge::builder(chat)
+            .config(EdgeConfig {
+                finish_abandoned_requests: finish,
+                ..EdgeConfig::default()
+            })
+            .build();
+        let exchange = tokio::spawn(edge.call(post("/v1/chat/completions", HI)));
+        started.recv().await.expect("the call started");
+        // The client goes away: the exchange is dropped mid-call.
+        exchange.abort();
+        assert!(exchange.await.unwrap_err().is_cancelled());
+        gate.notify_one();
+        assert_eq!(
+            ended.recv().await,
+            Some(expected),
+            "finish_abandoned_requests: {finish}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_a_500_and_the_edge_keeps_serving() {
+    let chat = tower::service_fn(|req: ChatRequest| async move {
+        if req.model == "demo" {
+            panic!("a bug in the handler");
+        }
+        Ok::<_, Error>(ChatResponse::complete(crate::types::ChatCompletion::new(
+            "id", &req.model, 0,
+        )))
+    });
+    for finish in [true, false] {
+        let edge = HttpEdge::builder(chat)
+            .config(EdgeConfig {
+                finish_abandoned_requests: finish,
+                ..EdgeConfig::default()
+            })
+            .build();
+        let (status, _, body) = send(edge.clone(), post("/v1/chat/completions", HI)).await;
+        assert_eq!(status, 500);
+        assert_eq!(error_of(&body)["message"], "the request handler panicked");
+        let other = r#"{"model":"other","messages":[{"role":"user","content":"hi"}]}"#;
+        let (status, _, _) = send(edge, post("/v1/chat/completions", other)).await;
+        assert_eq!(status, 200);
+    }
+}
