@@ -33,6 +33,8 @@ use std::sync::Arc;
 
 #[cfg(feature = "tiktoken")]
 mod ascii;
+#[cfg(feature = "tiktoken")]
+mod vocab;
 
 /// Prompt text below this size is counted inline; above it, on the blocking pool.
 pub const INLINE_COUNT_BYTES: usize = 16 * 1024;
@@ -89,7 +91,7 @@ pub fn encoding_for(model: &str) -> Encoding {
 pub fn warm_up() {
     #[cfg(feature = "tiktoken")]
     {
-        let _ = tiktoken_rs::o200k_base_singleton();
+        let _ = vocab::o200k();
     }
 }
 
@@ -106,7 +108,7 @@ fn count_with(encoding: Encoding, text: &str) -> u64 {
     {
         match encoding {
             Encoding::O200k => {
-                let bpe = tiktoken_rs::o200k_base_singleton();
+                let bpe = vocab::o200k();
                 let slow = |t: &str| bpe.encode_ordinary(t).len() as u64;
                 if text.is_ascii() {
                     ascii::count(text, slow)
@@ -114,9 +116,7 @@ fn count_with(encoding: Encoding, text: &str) -> u64 {
                     slow(text)
                 }
             }
-            Encoding::Cl100k => tiktoken_rs::cl100k_base_singleton()
-                .encode_ordinary(text)
-                .len() as u64,
+            Encoding::Cl100k => vocab::cl100k().encode_ordinary(text).len() as u64,
         }
     }
     #[cfg(not(feature = "tiktoken"))]
