@@ -547,12 +547,6 @@ impl Stream for UpstreamStream {
         let this = &mut *self;
         loop {
             if let Some(chunk) = this.queue.pop_front() {
-                if this.queue.is_empty() && this.queue.capacity() > 1 {
-                    // Chunks mostly arrive one per read. While the stream waits
-                    // for the next, keep one slot (~400 B), not the four or more
-                    // a burst grew the queue to.
-                    this.queue.shrink_to(1);
-                }
                 return Poll::Ready(Some(Ok(chunk)));
             }
             if let Some(err) = this.error.take() {
@@ -600,6 +594,14 @@ impl Stream for UpstreamStream {
                     if this.timer.as_mut().poll(cx).is_ready() {
                         this.fail(Error::timeout(TimeoutKind::Idle));
                         continue;
+                    }
+                    // The stream waits for its upstream (the queue is empty
+                    // here): keep one slot (~400 B), not the four or more a
+                    // burst grew the queue to. Only when waiting, so a fast
+                    // stream whose reads carry several chunks does not shrink
+                    // and regrow the queue on every read.
+                    if this.queue.capacity() > 1 {
+                        this.queue.shrink_to(1);
                     }
                     return Poll::Pending;
                 }
