@@ -468,43 +468,14 @@ async fn upstream_errors_keep_status_and_retry_after() {
     assert_eq!(e["message"], "slow down");
 }
 
-/// A chat service that says when its call has started, waits for `gate`, and
-/// says whether the call then finished or was dropped before its end.
-#[derive(Clone)]
-struct Gated {
-    started: tokio::sync::mpsc::UnboundedSender<()>,
-    gate: Arc<tokio::sync::Notify>,
-    ended: tokio::sync::mpsc::UnboundedSender<&'static str>,
-}
+/// Says "dropped" on `ended` if dropped before it was taken.
+struct DropSignal(Option<tokio::sync::mpsc::UnboundedSender<&'static str>>);
 
-impl Service<ChatRequest> for Gated {
-    type Response = ChatResponse;
-    type Error = Error;
-    type Future = BoxFuture<Result<ChatResponse, Error>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: ChatRequest) -> Self::Future {
-        struct Guard(Option<tokio::sync::mpsc::UnboundedSender<&'static str>>);
-        impl Drop for Guard {
-            fn drop(&mut self) {
-                if let Some(ended) = self.0.take() {
-                    let _ = ended.send("dropped");
-                }
-            }
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        if let Some(ended) = self.0.take() {
+            let _ = ended.send("dropped");
         }
-        let (started, gate) = (self.started.clone(), self.gate.clone());
-        let mut guard = Guard(Some(self.ended.clone()));
-        Box::pin(async move {
-            let _ = started.send(());
-            gate.notified().await;
-            let _ = guard.0.take().map(|ended| ended.send("finished"));
-            Ok(ChatResponse::complete(crate::types::ChatCompletion::new(
-                "id", &req.model, 0,
-            )))
-        })
     }
 }
 
@@ -514,10 +485,22 @@ async fn an_abandoned_call_runs_to_its_end_unless_configured_not_to() {
         let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
         let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
         let gate = Arc::new(tokio::sync::Notify::new());
-        let chat = Gated {
-            started: started_tx,
-            gate: gate.clone(),
-            ended: ended_tx,
+        // A chat service that says when its call has started, waits for
+        // `gate`, and says whether the call then finished or was dropped.
+        let chat = {
+            let gate = gate.clone();
+            tower::service_fn(move |req: ChatRequest| {
+                let (started, gate) = (started_tx.clone(), gate.clone());
+                let mut signal = DropSignal(Some(ended_tx.clone()));
+                async move {
+                    let _ = started.send(());
+                    gate.notified().await;
+                    let _ = signal.0.take().map(|ended| ended.send("finished"));
+                    Ok::<_, Error>(ChatResponse::complete(crate::types::ChatCompletion::new(
+                        "id", &req.model, 0,
+                    )))
+                }
+            })
         };
         let mut edge = HttpEdge::builder(chat)
             .config(EdgeConfig {
