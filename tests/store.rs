@@ -633,6 +633,32 @@ fn row(
     }
 }
 
+// A batch of fresh rows is written many rows per statement, and the same
+// batch again (retried after its commit) adds nothing, on every path: whole
+// many-row statements, the one-row rest, and a retry overlapping the first.
+on_both!(
+    retried_large_batches_add_nothing,
+    |db: db::TestDb| async move {
+        let store = db.open().await;
+        let now_ms = now_secs() * 1000;
+        let rows: Vec<SpendRow> = (0..60)
+            .map(|i| row(None, "", "m1", Some(1_000 + i), now_ms))
+            .collect();
+        let sum: i128 = (0..60).map(|i| 1_000 + i).sum();
+        assert_eq!(store.write_spend(&rows[..40]).await.unwrap(), 40);
+        assert_eq!(store.write_spend(&rows).await.unwrap(), 20);
+        assert_eq!(store.write_spend(&rows).await.unwrap(), 0);
+        assert_eq!(db.count("tollgate_spend_logs").await, 60);
+        let total = store.spent(&Scope::global(), None, None).await.unwrap();
+        assert_eq!(total, Usd::from_pico(sum));
+        let end_user = Scope::new(ScopeKind::EndUser, "e2");
+        assert_eq!(
+            store.spent(&end_user, None, None).await.unwrap(),
+            Usd::from_pico(sum)
+        );
+    }
+);
+
 // A batch spans several multi-row statements; an id repeated inside it and
 // a row written by an earlier batch each count once.
 on_both!(
@@ -1904,6 +1930,31 @@ on_both!(
         }
         assert!(ids.windows(2).all(|w| w[0] == w[1]));
         assert_eq!(auth.cached_keys(), 1);
+        store.close().await;
+    }
+);
+
+// The budget-window sums read the partial day from the logs by scope: each
+// must be served by its scope's index (partial: only rows of some scope), not
+// by a scan of every row.
+on_both!(
+    budget_window_sums_use_the_scope_indexes,
+    |db: db::TestDb| async move {
+        let store = db.open().await;
+        for (kind, index) in [
+            (ScopeKind::Key, "tollgate_spend_logs_key"),
+            (ScopeKind::Team, "tollgate_spend_logs_team"),
+            (ScopeKind::User, "tollgate_spend_logs_user"),
+            (ScopeKind::EndUser, "tollgate_spend_logs_end_user"),
+            (ScopeKind::Global, "tollgate_spend_logs_start"),
+        ] {
+            let plan = store.budget_window_plan(kind).await.unwrap();
+            assert!(
+                plan.contains(index),
+                "{}: {kind:?} sum not served by {index}:\n{plan}",
+                db.kind
+            );
+        }
         store.close().await;
     }
 );

@@ -254,7 +254,7 @@ impl Store {
 }
 
 fn migrator(backend: Backend) -> Migrator {
-    let scripts: [(&'static str, &str); 2] = match backend {
+    let scripts: [(&'static str, &str); 3] = match backend {
         Backend::Sqlite => [
             (
                 include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -263,6 +263,10 @@ fn migrator(backend: Backend) -> Migrator {
             (
                 include_str!("../../migrations/sqlite/0002_allowed_cache_controls.sql"),
                 "allowed cache controls",
+            ),
+            (
+                include_str!("../../migrations/sqlite/0003_partial_scope_indexes.sql"),
+                "partial scope indexes",
             ),
         ],
         Backend::Postgres => [
@@ -273,6 +277,10 @@ fn migrator(backend: Backend) -> Migrator {
             (
                 include_str!("../../migrations/postgres/0002_allowed_cache_controls.sql"),
                 "allowed cache controls",
+            ),
+            (
+                include_str!("../../migrations/postgres/0003_partial_scope_indexes.sql"),
+                "partial scope indexes",
             ),
         ],
     };

@@ -85,6 +85,10 @@ impl std::fmt::Debug for KeyHash {
 
 /// A bounded, printable copy of client- or config-supplied text.
 fn clean(s: &str, max: usize) -> String {
+    // Most text (model names, ids) is short printable ASCII: copied whole.
+    if s.len() <= max && s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return s.to_owned();
+    }
     let mut out = String::with_capacity(s.len().min(max));
     for c in s.chars() {
         if c.is_control() {
@@ -168,14 +172,52 @@ const LOG_ARITY: usize = 28;
 const PG_LOG_ROWS_PER_INSERT: usize = 64;
 
 /// `INSERT … VALUES (…), (…) … ON CONFLICT (id) DO NOTHING RETURNING id` for
-/// `rows` rows: one statement per chunk of a batch, and the ids it returns
-/// are the rows that were new.
+/// `rows` rows (PostgreSQL): one statement per chunk of a batch, and the ids
+/// it returns are the rows that were new.
 fn insert_logs_sql(rows: usize) -> std::borrow::Cow<'static, str> {
-    static ONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    if rows == 1 {
-        return ONE.get_or_init(|| build_insert_logs_sql(1)).as_str().into();
-    }
     build_insert_logs_sql(rows).into()
+}
+
+/// Log rows per `INSERT` on SQLite (28 parameters each: 700, under the 999
+/// of the oldest SQLite builds). The rest of a batch goes one row at a time,
+/// so only two statements are ever prepared.
+const SQLITE_LOG_ROWS_PER_INSERT: usize = 25;
+
+/// SQLite's insert of one or [`SQLITE_LOG_ROWS_PER_INSERT`] rows: positional
+/// `?` parameters (SQLite finds a named `$n` by walking the statement's
+/// parameter list, for each one), and no `RETURNING` (which builds a
+/// temporary b-tree per statement). Which rows were new follows from the
+/// changed-row count (see `write_spend_tx`).
+fn insert_logs_sqlite_sql(rows: usize) -> &'static str {
+    static ONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static MANY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let build = || {
+        let one = format!("({})", vec!["?"; LOG_ARITY].join(", "));
+        format!(
+            "INSERT INTO tollgate_spend_logs ({LOG_COLUMNS}) VALUES {} ON CONFLICT (id) DO NOTHING",
+            vec![one; rows].join(", ")
+        )
+    };
+    debug_assert!(rows == 1 || rows == SQLITE_LOG_ROWS_PER_INSERT);
+    if rows == 1 { &ONE } else { &MANY }.get_or_init(build)
+}
+
+/// The row ranges of a batch, one per `INSERT`: PostgreSQL's in chunks of
+/// [`PG_LOG_ROWS_PER_INSERT`]; SQLite's in chunks of
+/// [`SQLITE_LOG_ROWS_PER_INSERT`] (only when `many`) and then one by one.
+fn insert_ranges(len: usize, sqlite: bool, many: bool) -> Vec<std::ops::Range<usize>> {
+    let per = match (sqlite, many) {
+        (false, _) => PG_LOG_ROWS_PER_INSERT,
+        (true, true) => SQLITE_LOG_ROWS_PER_INSERT,
+        (true, false) => 1,
+    };
+    let whole = if sqlite { len - len % per } else { len };
+    let mut out: Vec<_> = (0..whole)
+        .step_by(per)
+        .map(|i| i..(i + per).min(whole))
+        .collect();
+    out.extend((whole..len).map(|i| i..i + 1));
+    out
 }
 
 fn build_insert_logs_sql(rows: usize) -> String {
@@ -273,6 +315,17 @@ const PARTIAL_KEY: &str = partial_sum!(" AND key_id = $4");
 const PARTIAL_TEAM: &str = partial_sum!(" AND team_id = $4");
 const PARTIAL_USER: &str = partial_sum!(" AND user_id = $4");
 const PARTIAL_END_USER: &str = partial_sum!(" AND end_user = $4");
+/// The rollup scope name and the partial-day log sum of a scope kind.
+fn partial_sum_sql(kind: ScopeKind) -> (&'static str, &'static str) {
+    match kind {
+        ScopeKind::Global => ("global", PARTIAL_GLOBAL),
+        ScopeKind::Key => ("key", PARTIAL_KEY),
+        ScopeKind::Team => ("team", PARTIAL_TEAM),
+        ScopeKind::User => ("user", PARTIAL_USER),
+        ScopeKind::EndUser => ("end_user", PARTIAL_END_USER),
+    }
+}
+
 const ROLLUP_SUM: &str = concat!(
     "SELECT ",
     money_sum!(),
@@ -423,11 +476,25 @@ impl Store {
         if rows.is_empty() {
             return Ok(0);
         }
+        match self.write_spend_tx(rows, true).await? {
+            Some(n) => Ok(n),
+            // Some rows of a many-row SQLite insert were there already (a
+            // batch retried after its commit): again, row by row, which
+            // tells each row's fate.
+            None => Ok(self.write_spend_tx(rows, false).await?.unwrap_or(0)),
+        }
+    }
+
+    /// One transaction writing `rows`; `None` (rolled back) when a many-row
+    /// SQLite insert found some of its rows written before, as it cannot
+    /// tell which. Never `None` without `many`.
+    async fn write_spend_tx(
+        &self,
+        rows: &[SpendRow],
+        many: bool,
+    ) -> Result<Option<usize>, sqlx::Error> {
         let now = super::time::now_secs();
-        let per_insert = match self.backend() {
-            super::Backend::Sqlite => 1,
-            super::Backend::Postgres => PG_LOG_ROWS_PER_INSERT,
-        };
+        let sqlite = self.backend() == super::Backend::Sqlite;
         on_pool!(self, |p| {
             let mut tx = p.begin().await?;
             // The keys' stable ids, by hash.
@@ -458,11 +525,14 @@ impl Store {
             let row_key_ids: Vec<Option<String>> = rows.iter().map(key_id_of).collect();
             // The log rows, many per statement; the ids returned are the new ones.
             let mut new_ids: HashSet<String> = HashSet::with_capacity(rows.len());
-            for (chunk, chunk_key_ids) in
-                rows.chunks(per_insert).zip(row_key_ids.chunks(per_insert))
-            {
-                // Built from constants and numbered placeholders only.
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_logs_sql(chunk.len())));
+            for range in insert_ranges(rows.len(), sqlite, many) {
+                let (chunk, chunk_key_ids) = (&rows[range.clone()], &row_key_ids[range]);
+                // Built from constants and placeholders only.
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(if sqlite {
+                    insert_logs_sqlite_sql(chunk.len()).into()
+                } else {
+                    insert_logs_sql(chunk.len())
+                }));
                 for (r, key_id) in chunk.iter().zip(chunk_key_ids) {
                     q = q
                         .bind(r.id.clone())
@@ -494,8 +564,18 @@ impl Store {
                         .bind(r.usage_estimated)
                         .bind(r.attempts);
                 }
-                for row in q.fetch_all(&mut *tx).await? {
-                    new_ids.insert(row.text("id")?);
+                if sqlite {
+                    let added = q.execute(&mut *tx).await?.rows_affected();
+                    if added == chunk.len() as u64 {
+                        new_ids.extend(chunk.iter().map(|r| r.id.clone()));
+                    } else if chunk.len() > 1 {
+                        tx.rollback().await?;
+                        return Ok(None);
+                    }
+                } else {
+                    for row in q.fetch_all(&mut *tx).await? {
+                        new_ids.insert(row.text("id")?);
+                    }
                 }
             }
             let mut written = 0usize;
@@ -561,7 +641,7 @@ impl Store {
                     .await?;
             }
             tx.commit().await?;
-            Ok(written)
+            Ok(Some(written))
         })
     }
 
@@ -577,13 +657,7 @@ impl Store {
     ) -> Result<Usd, Error> {
         let from = from.max(0);
         let first_full_day = (from + 86_399).div_euclid(86_400);
-        let (scope, partial) = match kind {
-            ScopeKind::Global => ("global", PARTIAL_GLOBAL),
-            ScopeKind::Key => ("key", PARTIAL_KEY),
-            ScopeKind::Team => ("team", PARTIAL_TEAM),
-            ScopeKind::User => ("user", PARTIAL_USER),
-            ScopeKind::EndUser => ("end_user", PARTIAL_END_USER),
-        };
+        let (scope, partial) = partial_sum_sql(kind);
         let scope_id = if kind == ScopeKind::Global { "" } else { id };
         let model = model.map(str::to_owned);
         on_pool!(self, |p| {
@@ -613,6 +687,54 @@ impl Store {
             Ok::<_, sqlx::Error>(total)
         })
         .map_err(db_err)
+    }
+
+    /// How the database would run the log part of a budget-window sum for a
+    /// scope of `kind` (SQLite's `EXPLAIN QUERY PLAN` details, or
+    /// PostgreSQL's `EXPLAIN` lines with sequential scans disabled, so that
+    /// any usable index shows). For tests and diagnosis: the sum must be
+    /// served by the scope's index, not by a scan of every log row.
+    #[doc(hidden)]
+    pub async fn budget_window_plan(&self, kind: ScopeKind) -> Result<String, Error> {
+        let (_, partial) = partial_sum_sql(kind);
+        let sql = format!(
+            "EXPLAIN {}{partial}",
+            match self.backend() {
+                super::Backend::Sqlite => "QUERY PLAN ",
+                super::Backend::Postgres => "",
+            }
+        );
+        let lines = on_pool!(self, |p| {
+            let mut conn = p.acquire().await?;
+            if self.backend() == super::Backend::Postgres {
+                sqlx::query("SET enable_seqscan = off")
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            let q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(0_i64)
+                .bind(86_400_000_i64)
+                .bind(None::<String>);
+            let q = if kind == ScopeKind::Global {
+                q
+            } else {
+                q.bind("some-scope-id")
+            };
+            let rows = q.fetch_all(&mut *conn).await?;
+            if self.backend() == super::Backend::Postgres {
+                sqlx::query("RESET enable_seqscan")
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            rows.iter()
+                .map(|r| {
+                    use sqlx::Row;
+                    r.try_get::<String, _>(r.columns().len() - 1)
+                })
+                .collect::<Result<Vec<String>, sqlx::Error>>()
+        })
+        .map_err(db_err)?;
+        Ok(lines.join("\n"))
     }
 
     /// Spend-log rows matching `filter`, newest first, at most `limit`.
@@ -773,6 +895,27 @@ pub(crate) fn usd_json(u: Usd) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn insert_ranges_cover_each_row_once() {
+        let r = |len, sqlite, many| insert_ranges(len, sqlite, many);
+        assert!(r(0, true, true).is_empty());
+        assert_eq!(r(3, true, true), vec![0..1, 1..2, 2..3]);
+        assert_eq!(r(52, true, true), vec![0..25, 25..50, 50..51, 51..52]);
+        assert_eq!(r(3, true, false), vec![0..1, 1..2, 2..3]);
+        assert_eq!(r(130, false, true), vec![0..64, 64..128, 128..130]);
+        assert_eq!(r(5, false, false), vec![0..5]);
+        for len in 0..200 {
+            for (sqlite, many) in [(true, true), (true, false), (false, true)] {
+                let ranges = r(len, sqlite, many);
+                let rows: Vec<usize> = ranges.iter().flat_map(|x| x.clone()).collect();
+                assert_eq!(rows, (0..len).collect::<Vec<_>>());
+                if sqlite {
+                    assert!(ranges.iter().all(|x| x.len() == 1 || x.len() == 25));
+                }
+            }
+        }
+    }
 
     #[test]
     fn clean_bounds_and_strips() {
