@@ -2,6 +2,13 @@
 
 use std::borrow::Cow;
 
+/// A hash map for the hot path: foldhash, seeded per map, instead of std's
+/// SipHash-1-3 (which cost ~70 instructions per lookup on the limit and
+/// budget maps, several lookups per request). Keys there include
+/// client-supplied text (end-user ids); foldhash's `quality` variant with a
+/// random seed keeps collisions unpredictable.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::quality::RandomState>;
+
 /// Prefixes of credential formats that must never appear in text we show:
 /// OpenAI / Anthropic / Groq / xAI / Hugging Face keys, Google API keys, AWS access keys.
 const KEY_PREFIXES: &[&str] = &[

@@ -8,7 +8,7 @@ use super::spec::{BudgetWindow, Window};
 use crate::error::{Error, ErrorKind};
 use crate::pricing::Usd;
 use crate::provider::BoxFuture;
-use std::collections::HashMap;
+use crate::util::FastMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -226,7 +226,7 @@ pub struct MemoryLedger {
 }
 
 struct MemInner {
-    lines: Mutex<HashMap<LineKey, LineState>>,
+    lines: Mutex<FastMap<LineKey, LineState>>,
     history: Arc<dyn SpendHistory>,
     clock: Arc<dyn Clock>,
     next_id: AtomicU64,
@@ -296,7 +296,7 @@ impl LedgerBuilder {
     pub fn build(self) -> MemoryLedger {
         MemoryLedger {
             inner: Arc::new(MemInner {
-                lines: Mutex::new(HashMap::new()),
+                lines: Mutex::new(FastMap::default()),
                 history: self.history.unwrap_or_else(|| Arc::new(super::NoHistory)),
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 next_id: AtomicU64::new(1),

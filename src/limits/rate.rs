@@ -15,7 +15,7 @@ use super::clock::{Clock, SystemClock};
 use super::scope::Scope;
 use crate::error::{Error, ErrorKind, LimitSource};
 use crate::provider::BoxFuture;
-use std::collections::HashMap;
+use crate::util::FastMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -359,8 +359,8 @@ pub struct MemoryRateLimiter {
 }
 
 struct RateInner {
-    counters: Mutex<HashMap<CounterKey, Counter>>,
-    in_flight: Mutex<HashMap<CounterKey, u64>>,
+    counters: Mutex<FastMap<CounterKey, Counter>>,
+    in_flight: Mutex<FastMap<CounterKey, u64>>,
     clock: Arc<dyn Clock>,
     next_id: AtomicU64,
 }
@@ -387,8 +387,8 @@ impl MemoryRateLimiter {
     pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
         MemoryRateLimiter {
             inner: Arc::new(RateInner {
-                counters: Mutex::new(HashMap::new()),
-                in_flight: Mutex::new(HashMap::new()),
+                counters: Mutex::new(FastMap::default()),
+                in_flight: Mutex::new(FastMap::default()),
                 clock,
                 next_id: AtomicU64::new(1),
             }),

@@ -41,8 +41,7 @@ use crate::error::Error;
 use crate::types::DeploymentInfo;
 use arc_swap::ArcSwap;
 use metrics::{Counter, Gauge, Histogram, Label, SharedString};
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -318,7 +317,7 @@ fn opt_label(v: &Option<Arc<str>>) -> SharedString {
 /// Label sets cached at most; past this, metrics are still recorded, uncached.
 const MAX_CACHED_SETS: usize = 20_000;
 
-type Cache = HashMap<u64, Vec<Arc<RequestHandles>>>;
+type Cache = crate::util::FastMap<u64, Vec<Arc<RequestHandles>>>;
 
 /// A [`RecordSink`] that turns every record into metric updates. See the
 /// [module docs](self).
@@ -328,6 +327,7 @@ type Cache = HashMap<u64, Vec<Arc<RequestHandles>>>;
 pub struct MetricsSink {
     labels: KeyLabels,
     cache: ArcSwap<Cache>,
+    seed: foldhash::quality::RandomState,
 }
 
 impl std::fmt::Debug for MetricsSink {
@@ -349,12 +349,13 @@ impl MetricsSink {
     pub fn new(labels: KeyLabels) -> Self {
         MetricsSink {
             labels,
-            cache: ArcSwap::from_pointee(HashMap::new()),
+            cache: ArcSwap::from_pointee(Cache::default()),
+            seed: Default::default(),
         }
     }
 
     fn hash(&self, r: &CompletionRecord) -> u64 {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut h = self.seed.build_hasher();
         if let Some(d) = &r.deployment {
             d.id.hash(&mut h);
             d.model_group.hash(&mut h);
