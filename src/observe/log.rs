@@ -42,6 +42,11 @@ fn safe_message(m: &str) -> String {
 
 impl RecordSink for LogSink {
     fn record(&self, r: &CompletionRecord) {
+        // The ids are formatted, and the message scrubbed, only for a line
+        // that is written.
+        if !tracing::enabled!(target: "tollgate::request", tracing::Level::INFO) {
+            return;
+        }
         let usage = r.usage.as_ref();
         let d = r.deployment.as_deref();
         let trace_id = format!("{:032x}", r.trace.trace_id);

@@ -189,7 +189,10 @@ pub fn find(path: &str) -> Option<&'static RouteSpec> {
         path
     };
     let path = if path.is_empty() { "/" } else { path };
-    ROUTES.iter().find(|r| matches(r.path, path))
+    // Most routes are plain paths: compared whole before any pattern is split.
+    ROUTES
+        .iter()
+        .find(|r| r.path == path || (r.path.contains('{') && matches(r.path, path)))
 }
 
 #[cfg(test)]
