@@ -705,10 +705,12 @@ impl Store {
             }
         );
         let lines = on_pool!(self, |p| {
-            let mut conn = p.acquire().await?;
+            // In a transaction rolled back at the end: `SET LOCAL` ends with
+            // it, so the pooled connection never keeps the setting.
+            let mut tx = p.begin().await?;
             if self.backend() == super::Backend::Postgres {
-                sqlx::query("SET enable_seqscan = off")
-                    .execute(&mut *conn)
+                sqlx::query("SET LOCAL enable_seqscan = off")
+                    .execute(&mut *tx)
                     .await?;
             }
             let q = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -720,12 +722,8 @@ impl Store {
             } else {
                 q.bind("some-scope-id")
             };
-            let rows = q.fetch_all(&mut *conn).await?;
-            if self.backend() == super::Backend::Postgres {
-                sqlx::query("RESET enable_seqscan")
-                    .execute(&mut *conn)
-                    .await?;
-            }
+            let rows = q.fetch_all(&mut *tx).await?;
+            tx.rollback().await?;
             rows.iter()
                 .map(|r| {
                     use sqlx::Row;
