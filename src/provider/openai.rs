@@ -373,16 +373,22 @@ impl EventTranslator for ChunkTranslator {
             self.done = true;
             return Ok(());
         }
-        let secrets: Vec<&str> = self.secrets.iter().map(Secret::expose).collect();
+        // Collected only for an error message (not for every chunk).
+        let secrets = || {
+            self.secrets
+                .iter()
+                .map(Secret::expose)
+                .collect::<Vec<&str>>()
+        };
         if event.event.as_deref() == Some("error") {
             // Groq and others: `event: error` with an error object.
-            return Err(in_band_error(event.data.as_bytes(), &secrets));
+            return Err(in_band_error(event.data.as_bytes(), &secrets()));
         }
         let chunk: ChatChunk =
             serde_json::from_str(&event.data).map_err(|e| bad_upstream_json("stream chunk", &e))?;
         if chunk.extra.contains("error") {
             // OpenRouter / Gemini-compat: a chunk carrying an error object.
-            return Err(in_band_error(event.data.as_bytes(), &secrets));
+            return Err(in_band_error(event.data.as_bytes(), &secrets()));
         }
         if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
             self.finished = true;
@@ -735,6 +741,21 @@ mod tests {
         let mut out = VecDeque::new();
         let r = d.feed(bytes, &mut out).and_then(|_| d.finish(&mut out));
         (out.into_iter().collect(), r)
+    }
+
+    #[test]
+    fn in_band_stream_errors_never_show_the_upstream_key() {
+        let key = "upstream-key-0123456789";
+        for body in [
+            format!("data: {{\"error\":{{\"message\":\"bad key {key}\"}}}}\n\n"),
+            format!("event: error\ndata: {{\"error\":{{\"message\":\"bad key {key}\"}}}}\n\n"),
+        ] {
+            let mut d = SseStreamDecoder::new(ChunkTranslator::new(vec![Secret::new(key)]));
+            let mut out = VecDeque::new();
+            let err = d.feed(body.as_bytes(), &mut out).unwrap_err();
+            assert!(err.message().contains("bad key"), "{}", err.message());
+            assert!(!err.message().contains(key), "{}", err.message());
+        }
     }
 
     #[test]
