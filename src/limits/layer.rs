@@ -552,7 +552,24 @@ impl StreamObserver for FinishAtEnd {
     }
 }
 
-/// `x-ratelimit-*` headers for what is left.
+/// `x-ratelimit-*` headers for what is left (none for in-flight limits).
+///
+/// ```
+/// use tollgate::limits::{RateKind, Remaining, rate_limit_headers};
+///
+/// let h = rate_limit_headers(&[
+///     Remaining { kind: RateKind::Requests, limit: 60, remaining: 59, reset_secs: 0 },
+///     Remaining { kind: RateKind::Tokens, limit: u64::MAX, remaining: 1000, reset_secs: 42 },
+///     Remaining { kind: RateKind::Parallel, limit: 4, remaining: 3, reset_secs: 0 },
+/// ]);
+/// assert_eq!(h.len(), 6);
+/// assert_eq!(h["x-ratelimit-limit-requests"], "60");
+/// assert_eq!(h["x-ratelimit-remaining-requests"], "59");
+/// assert_eq!(h["x-ratelimit-reset-requests"], "0");
+/// assert_eq!(h["x-ratelimit-limit-tokens"], "18446744073709551615");
+/// assert_eq!(h["x-ratelimit-remaining-tokens"], "1000");
+/// assert_eq!(h["x-ratelimit-reset-tokens"], "42");
+/// ```
 pub fn rate_limit_headers(remaining: &[Remaining]) -> HeaderMap {
     let mut h = HeaderMap::with_capacity(remaining.len() * 3);
     for r in remaining {
