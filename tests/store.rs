@@ -807,6 +807,32 @@ on_both!(spend_sums_are_exact, |db: db::TestDb| async move {
     assert!(!text.contains(&hash) && !text.contains(&key));
     assert_eq!(logs[0]["api_key"], display);
     assert_eq!(logs[0]["user"], "u1");
+    // By request id (its own index), alone and with the key: exactly that row.
+    for query in [
+        format!("/spend/logs?request_id={}", enc(&rows[1].request_id)),
+        format!(
+            "/spend/logs?request_id={}&api_key={}",
+            enc(&rows[1].request_id),
+            enc(&key)
+        ),
+    ] {
+        let one = ok(&api, &m, "GET", &query, Value::Null).await;
+        assert_eq!(one.as_array().unwrap().len(), 1, "{query}");
+        assert_eq!(one[0]["request_id"], rows[1].request_id.as_str());
+    }
+    let none = ok(
+        &api,
+        &m,
+        "GET",
+        &format!(
+            "/spend/logs?request_id={}&api_key={}",
+            enc(&rows[3].request_id),
+            enc(&key)
+        ),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(none.as_array().unwrap().len(), 0, "row 4 has no key");
     let today = now_ms / 86_400_000;
     let daily = ok(
         &api,

@@ -355,10 +355,67 @@ pub struct SpendFilter {
 const SELECT_LOGS: &str = "SELECT id, request_id, call_type, api_key, key_id, team_id, user_id, \
      end_user, model, model_group, model_id, provider, api_base, prompt_tokens, \
      completion_tokens, total_tokens, spend_pico, start_ms, end_ms, ttft_ms, status, http_status, \
-     error_class, tags, cache_hit, stream, usage_estimated, attempts FROM tollgate_spend_logs \
-     WHERE ($1 IS NULL OR key_id = $1) AND ($2 IS NULL OR user_id = $2) AND ($3 IS NULL OR \
-     team_id = $3) AND ($4 IS NULL OR end_user = $4) AND ($5 IS NULL OR request_id = $5) AND \
-     start_ms >= $6 AND start_ms < $7 ORDER BY start_ms DESC, id DESC LIMIT $8";
+     error_class, tags, cache_hit, stream, usage_estimated, attempts FROM tollgate_spend_logs";
+
+impl SpendFilter {
+    /// ` WHERE start_ms >= $1 AND start_ms < $2 AND col = $3 …` for the
+    /// filters that are set (in `columns`' order), and the values to bind
+    /// after the two bounds. Only the present filters are in the SQL: a
+    /// `($n IS NULL OR col = $n)` term cannot use `col`'s index (SQLite
+    /// plans before it sees the values), so a lookup by request id or key
+    /// would walk every row in the time range.
+    fn where_clause(&self, columns: &[&'static str]) -> (String, Vec<String>) {
+        use std::fmt::Write;
+        let mut sql = String::from(" WHERE start_ms >= $1 AND start_ms < $2");
+        let mut values = Vec::new();
+        for &col in columns {
+            let value = match col {
+                "key_id" => &self.key_id,
+                "user_id" => &self.user_id,
+                "team_id" => &self.team_id,
+                "end_user" => &self.end_user,
+                "request_id" => &self.request_id,
+                _ => &None,
+            };
+            if let Some(v) = value {
+                values.push(v.clone());
+                let _ = write!(sql, " AND {col} = ${}", values.len() + 2);
+            }
+        }
+        (sql, values)
+    }
+}
+
+/// The columns `/spend/logs` filters on.
+const LOG_FILTERS: &[&str] = &["key_id", "user_id", "team_id", "end_user", "request_id"];
+/// The columns the daily spend report filters on.
+const DAILY_FILTERS: &[&str] = &["key_id", "user_id", "request_id"];
+
+/// `SELECT_LOGS` for `filter`, newest first; the limit is the last parameter.
+fn select_logs_sql(filter: &SpendFilter) -> (String, Vec<String>) {
+    let (clause, values) = filter.where_clause(LOG_FILTERS);
+    let sql = format!(
+        "{SELECT_LOGS}{clause} ORDER BY start_ms DESC, id DESC LIMIT ${}",
+        values.len() + 3
+    );
+    (sql, values)
+}
+
+/// The daily spend per (day, key display, user, model group) for `filter`.
+fn daily_log_spend_sql(filter: &SpendFilter) -> (String, Vec<String>) {
+    let (clause, values) = filter.where_clause(DAILY_FILTERS);
+    let sql = format!(
+        concat!(
+            "SELECT start_ms / 86400000 AS day, COALESCE(api_key, '') AS api_key, \
+             COALESCE(user_id, '') AS user_id, model_group, ",
+            money_sum!(),
+            " FROM tollgate_spend_logs{} GROUP BY start_ms / 86400000, COALESCE(api_key, ''), \
+             COALESCE(user_id, ''), model_group ORDER BY 1"
+        ),
+        clause
+    );
+    (sql, values)
+}
 
 /// A stored spend-log row.
 #[derive(Clone, Debug, PartialEq)]
@@ -741,18 +798,16 @@ impl Store {
         filter: &SpendFilter,
         limit: i64,
     ) -> Result<Vec<SpendLog>, Error> {
+        let (sql, values) = select_logs_sql(filter);
         on_pool!(self, |p| {
-            let rows = sqlx::query(SELECT_LOGS)
-                .bind(filter.key_id.clone())
-                .bind(filter.user_id.clone())
-                .bind(filter.team_id.clone())
-                .bind(filter.end_user.clone())
-                .bind(filter.request_id.clone())
+            // Built from constants and numbered placeholders only.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(filter.start_ms.unwrap_or(0))
-                .bind(filter.end_ms.unwrap_or(i64::MAX))
-                .bind(limit)
-                .fetch_all(p)
-                .await?;
+                .bind(filter.end_ms.unwrap_or(i64::MAX));
+            for v in &values {
+                q = q.bind(v.clone());
+            }
+            let rows = q.bind(limit).fetch_all(p).await?;
             rows.iter()
                 .map(SpendLog::from_row)
                 .collect::<Result<Vec<_>, sqlx::Error>>()
@@ -818,23 +873,16 @@ impl Store {
         &self,
         filter: &SpendFilter,
     ) -> Result<Vec<(i64, String, String, String, Usd)>, Error> {
+        let (sql, values) = daily_log_spend_sql(filter);
         on_pool!(self, |p| {
-            let rows = sqlx::query(concat!(
-                "SELECT start_ms / 86400000 AS day, COALESCE(api_key, '') AS api_key, \
-                 COALESCE(user_id, '') AS user_id, model_group, ",
-                money_sum!(),
-                " FROM tollgate_spend_logs WHERE ($1 IS NULL OR key_id = $1) AND ($2 IS NULL OR \
-                 user_id = $2) AND ($3 IS NULL OR request_id = $3) AND start_ms >= $4 AND \
-                 start_ms < $5 GROUP BY start_ms / 86400000, COALESCE(api_key, ''), \
-                 COALESCE(user_id, ''), model_group ORDER BY 1"
-            ))
-            .bind(filter.key_id.clone())
-            .bind(filter.user_id.clone())
-            .bind(filter.request_id.clone())
-            .bind(filter.start_ms.unwrap_or(0))
-            .bind(filter.end_ms.unwrap_or(i64::MAX))
-            .fetch_all(p)
-            .await?;
+            // Built from constants and numbered placeholders only.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(filter.start_ms.unwrap_or(0))
+                .bind(filter.end_ms.unwrap_or(i64::MAX));
+            for v in &values {
+                q = q.bind(v.clone());
+            }
+            let rows = q.fetch_all(p).await?;
             rows.iter()
                 .map(|r| {
                     Ok((
@@ -893,6 +941,102 @@ pub(crate) fn usd_json(u: Usd) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// SQLite's plan of a spend-log query built for `filter`.
+    async fn plan(store: &Store, sql: &str, values: &[String], limit: bool) -> String {
+        super::super::on_pool!(store, |p| {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .bind(0_i64)
+                .bind(i64::MAX);
+            for v in values {
+                q = q.bind(v.clone());
+            }
+            if limit {
+                q = q.bind(100_i64);
+            }
+            let rows = q.fetch_all(p).await.unwrap();
+            rows.iter()
+                .map(|r| {
+                    use sqlx::Row;
+                    r.get::<String, _>(3)
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+
+    // A lookup by request id, key, team, user or end user reads that
+    // column's index, not every row in the time range.
+    #[tokio::test]
+    async fn log_queries_use_the_index_of_their_filter() {
+        let dir = std::env::temp_dir().join(format!("tollgate-plan-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("t.db").display());
+        let store = Store::open(&super::super::StoreOptions::new(url))
+            .await
+            .unwrap();
+        let one = |col: &str| {
+            let mut f = SpendFilter::default();
+            let v = Some("x".to_owned());
+            match col {
+                "key_id" => f.key_id = v,
+                "user_id" => f.user_id = v,
+                "team_id" => f.team_id = v,
+                "end_user" => f.end_user = v,
+                _ => f.request_id = v,
+            }
+            f
+        };
+        for (col, index) in [
+            ("request_id", "tollgate_spend_logs_request"),
+            ("key_id", "tollgate_spend_logs_key"),
+            ("team_id", "tollgate_spend_logs_team"),
+            ("user_id", "tollgate_spend_logs_user"),
+            ("end_user", "tollgate_spend_logs_end_user"),
+        ] {
+            let (sql, values) = select_logs_sql(&one(col));
+            let p = plan(&store, &sql, &values, true).await;
+            assert!(p.contains(index), "/spend/logs by {col}: {p}");
+            if DAILY_FILTERS.contains(&col) {
+                let (sql, values) = daily_log_spend_sql(&one(col));
+                let p = plan(&store, &sql, &values, false).await;
+                assert!(p.contains(index), "daily spend by {col}: {p}");
+            }
+        }
+        let (sql, values) = select_logs_sql(&SpendFilter::default());
+        assert!(values.is_empty());
+        let p = plan(&store, &sql, &values, true).await;
+        assert!(p.contains("tollgate_spend_logs_start"), "{p}");
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn where_clauses_number_their_placeholders_in_order() {
+        let f = SpendFilter {
+            key_id: Some("k".into()),
+            request_id: Some("r".into()),
+            ..SpendFilter::default()
+        };
+        let (sql, values) = select_logs_sql(&f);
+        assert!(sql.ends_with(
+            " WHERE start_ms >= $1 AND start_ms < $2 AND key_id = $3 AND request_id = $4 \
+             ORDER BY start_ms DESC, id DESC LIMIT $5"
+        ));
+        assert_eq!(values, ["k", "r"]);
+        let (sql, values) = daily_log_spend_sql(&SpendFilter {
+            team_id: Some("t".into()),
+            ..f
+        });
+        assert!(sql.contains(
+            " WHERE start_ms >= $1 AND start_ms < $2 AND key_id = $3 AND request_id = $4 GROUP BY"
+        ));
+        assert_eq!(
+            values,
+            ["k", "r"],
+            "the daily report does not filter by team"
+        );
+    }
 
     #[test]
     fn insert_ranges_cover_each_row_once() {
