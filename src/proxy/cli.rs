@@ -357,9 +357,15 @@ pub fn main() -> ExitCode {
             server_config,
             server::shutdown_signal(),
         ));
-        if let Err(e) = served.await {
-            tracing::error!(error = %e, "the server loop ended abnormally");
-        }
+        // A panicked server loop still flushes what it can below, then
+        // exits with a failure so that a supervisor restarts the proxy.
+        let code = match served.await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "the server loop ended abnormally");
+                ExitCode::FAILURE
+            }
+        };
         // Settlements still queued for Redis: record them before exiting.
         if tokio::time::timeout(Duration::from_secs(10), limits.flush())
             .await
@@ -374,7 +380,7 @@ pub fn main() -> ExitCode {
         if let Some(c) = &control {
             c.shutdown(grace.max(Duration::from_secs(5))).await;
         }
-        ExitCode::SUCCESS
+        code
     })
 }
 
