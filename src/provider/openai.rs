@@ -373,22 +373,15 @@ impl EventTranslator for ChunkTranslator {
             self.done = true;
             return Ok(());
         }
-        // Collected only for an error message (not for every chunk).
-        let secrets = || {
-            self.secrets
-                .iter()
-                .map(Secret::expose)
-                .collect::<Vec<&str>>()
-        };
         if event.event.as_deref() == Some("error") {
             // Groq and others: `event: error` with an error object.
-            return Err(in_band_error(event.data.as_bytes(), &secrets()));
+            return Err(in_band_error(event.data.as_bytes(), &self.secrets));
         }
         let chunk: ChatChunk =
             serde_json::from_str(&event.data).map_err(|e| bad_upstream_json("stream chunk", &e))?;
         if chunk.extra.contains("error") {
             // OpenRouter / Gemini-compat: a chunk carrying an error object.
-            return Err(in_band_error(event.data.as_bytes(), &secrets()));
+            return Err(in_band_error(event.data.as_bytes(), &self.secrets));
         }
         if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
             self.finished = true;
@@ -413,8 +406,11 @@ impl EventTranslator for ChunkTranslator {
     }
 }
 
-/// An error object sent inside a 200 stream, as an [`Error`].
-pub(crate) fn in_band_error(data: &[u8], secrets: &[&str]) -> Error {
+/// An error object sent inside a 200 stream, as an [`Error`], with the
+/// upstream's keys redacted (exposed here, on the error path only).
+pub(crate) fn in_band_error(data: &[u8], secrets: &[Secret]) -> Error {
+    let secrets: Vec<&str> = secrets.iter().map(Secret::expose).collect();
+    let secrets = secrets.as_slice();
     let body: Envelope = serde_json::from_slice(data).unwrap_or_default();
     let status = body
         .error

@@ -78,20 +78,13 @@ impl EventTranslator for AzureChunkTranslator {
             self.flush(out);
             return Ok(());
         }
-        // Collected only for an error message (not for every chunk).
-        let secrets = || {
-            self.secrets
-                .iter()
-                .map(Secret::expose)
-                .collect::<Vec<&str>>()
-        };
         if event.event.as_deref() == Some("error") {
-            return Err(in_band_error(event.data.as_bytes(), &secrets()));
+            return Err(in_band_error(event.data.as_bytes(), &self.secrets));
         }
         let mut chunk: ChatChunk =
             serde_json::from_str(&event.data).map_err(|e| bad_upstream_json("stream chunk", &e))?;
         if chunk.extra.contains("error") {
-            return Err(in_band_error(event.data.as_bytes(), &secrets()));
+            return Err(in_band_error(event.data.as_bytes(), &self.secrets));
         }
         if chunk.choices.is_empty() && chunk.usage.is_none() {
             // The prompt-filter announcement: keep its results for the next chunk.

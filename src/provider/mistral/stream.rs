@@ -219,21 +219,14 @@ impl EventTranslator for MistralChunkTranslator {
             self.flush(out);
             return Ok(());
         }
-        // Collected only for an error message (not for every chunk).
-        let secrets = || {
-            self.secrets
-                .iter()
-                .map(Secret::expose)
-                .collect::<Vec<&str>>()
-        };
         if event.event.as_deref() == Some("error") {
-            return Err(in_band_error(event.data.as_bytes(), &secrets()));
+            return Err(in_band_error(event.data.as_bytes(), &self.secrets));
         }
         let v: Value =
             serde_json::from_str(&event.data).map_err(|e| bad_json("stream chunk", &e))?;
         if v.get("error").is_some() || v.get("object").and_then(Value::as_str) == Some("error") {
             let err = match v.get("error") {
-                Some(_) => in_band_error(event.data.as_bytes(), &secrets()),
+                Some(_) => in_band_error(event.data.as_bytes(), &self.secrets),
                 None => super::error::error_from_response(
                     if v.get("type")
                         .and_then(Value::as_str)
@@ -245,7 +238,7 @@ impl EventTranslator for MistralChunkTranslator {
                     },
                     &http::HeaderMap::new(),
                     event.data.as_bytes(),
-                    &secrets(),
+                    &self.secrets.iter().map(Secret::expose).collect::<Vec<_>>(),
                 ),
             };
             return Err(err);
