@@ -358,42 +358,48 @@ const SELECT_LOGS: &str = "SELECT id, request_id, call_type, api_key, key_id, te
      error_class, tags, cache_hit, stream, usage_estimated, attempts FROM tollgate_spend_logs";
 
 impl SpendFilter {
-    /// ` WHERE start_ms >= $1 AND start_ms < $2 AND col = $3 …` for the
-    /// filters that are set (in `columns`' order), and the values to bind
-    /// after the two bounds. Only the present filters are in the SQL: a
-    /// `($n IS NULL OR col = $n)` term cannot use `col`'s index (SQLite
-    /// plans before it sees the values), so a lookup by request id or key
-    /// would walk every row in the time range.
-    fn where_clause(&self, columns: &[&'static str]) -> (String, Vec<String>) {
-        use std::fmt::Write;
-        let mut sql = String::from(" WHERE start_ms >= $1 AND start_ms < $2");
-        let mut values = Vec::new();
-        for &col in columns {
-            let value = match col {
-                "key_id" => &self.key_id,
-                "user_id" => &self.user_id,
-                "team_id" => &self.team_id,
-                "end_user" => &self.end_user,
-                "request_id" => &self.request_id,
-                _ => &None,
-            };
-            if let Some(v) = value {
-                values.push(v.clone());
-                let _ = write!(sql, " AND {col} = ${}", values.len() + 2);
-            }
-        }
-        (sql, values)
+    /// The filters of `/spend/logs`, by column.
+    fn log_filters(&self) -> [(&'static str, Option<&str>); 5] {
+        [
+            ("key_id", self.key_id.as_deref()),
+            ("user_id", self.user_id.as_deref()),
+            ("team_id", self.team_id.as_deref()),
+            ("end_user", self.end_user.as_deref()),
+            ("request_id", self.request_id.as_deref()),
+        ]
+    }
+
+    /// The filters of the daily spend report (no team or end user there).
+    fn daily_filters(&self) -> [(&'static str, Option<&str>); 3] {
+        [
+            ("key_id", self.key_id.as_deref()),
+            ("user_id", self.user_id.as_deref()),
+            ("request_id", self.request_id.as_deref()),
+        ]
     }
 }
 
-/// The columns `/spend/logs` filters on.
-const LOG_FILTERS: &[&str] = &["key_id", "user_id", "team_id", "end_user", "request_id"];
-/// The columns the daily spend report filters on.
-const DAILY_FILTERS: &[&str] = &["key_id", "user_id", "request_id"];
+/// ` WHERE start_ms >= $1 AND start_ms < $2 AND col = $3 …` for the filters
+/// that are set, and their values to bind after the two bounds. Only the
+/// present filters are in the SQL: a `($n IS NULL OR col = $n)` term cannot
+/// use `col`'s index (SQLite plans before it sees the values), so a lookup by
+/// request id or key would walk every row in the time range.
+fn where_clause<'a>(filters: &[(&'static str, Option<&'a str>)]) -> (String, Vec<&'a str>) {
+    use std::fmt::Write;
+    let mut sql = String::from(" WHERE start_ms >= $1 AND start_ms < $2");
+    let mut values = Vec::new();
+    for &(col, value) in filters {
+        if let Some(v) = value {
+            values.push(v);
+            let _ = write!(sql, " AND {col} = ${}", values.len() + 2);
+        }
+    }
+    (sql, values)
+}
 
 /// `SELECT_LOGS` for `filter`, newest first; the limit is the last parameter.
-fn select_logs_sql(filter: &SpendFilter) -> (String, Vec<String>) {
-    let (clause, values) = filter.where_clause(LOG_FILTERS);
+fn select_logs_sql(filter: &SpendFilter) -> (String, Vec<&str>) {
+    let (clause, values) = where_clause(&filter.log_filters());
     let sql = format!(
         "{SELECT_LOGS}{clause} ORDER BY start_ms DESC, id DESC LIMIT ${}",
         values.len() + 3
@@ -402,8 +408,8 @@ fn select_logs_sql(filter: &SpendFilter) -> (String, Vec<String>) {
 }
 
 /// The daily spend per (day, key display, user, model group) for `filter`.
-fn daily_log_spend_sql(filter: &SpendFilter) -> (String, Vec<String>) {
-    let (clause, values) = filter.where_clause(DAILY_FILTERS);
+fn daily_log_spend_sql(filter: &SpendFilter) -> (String, Vec<&str>) {
+    let (clause, values) = where_clause(&filter.daily_filters());
     let sql = format!(
         concat!(
             "SELECT start_ms / 86400000 AS day, COALESCE(api_key, '') AS api_key, \
@@ -805,7 +811,7 @@ impl Store {
                 .bind(filter.start_ms.unwrap_or(0))
                 .bind(filter.end_ms.unwrap_or(i64::MAX));
             for v in &values {
-                q = q.bind(v.clone());
+                q = q.bind(*v);
             }
             let rows = q.bind(limit).fetch_all(p).await?;
             rows.iter()
@@ -880,7 +886,7 @@ impl Store {
                 .bind(filter.start_ms.unwrap_or(0))
                 .bind(filter.end_ms.unwrap_or(i64::MAX));
             for v in &values {
-                q = q.bind(v.clone());
+                q = q.bind(*v);
             }
             let rows = q.fetch_all(p).await?;
             rows.iter()
@@ -943,13 +949,13 @@ mod tests {
     use super::*;
 
     /// SQLite's plan of a spend-log query built for `filter`.
-    async fn plan(store: &Store, sql: &str, values: &[String], limit: bool) -> String {
+    async fn plan(store: &Store, sql: &str, values: &[&str], limit: bool) -> String {
         super::super::on_pool!(store, |p| {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
                 .bind(0_i64)
                 .bind(i64::MAX);
             for v in values {
-                q = q.bind(v.clone());
+                q = q.bind(*v);
             }
             if limit {
                 q = q.bind(100_i64);
@@ -994,16 +1000,22 @@ mod tests {
             ("user_id", "tollgate_spend_logs_user"),
             ("end_user", "tollgate_spend_logs_end_user"),
         ] {
-            let (sql, values) = select_logs_sql(&one(col));
+            let filter = one(col);
+            let (sql, values) = select_logs_sql(&filter);
             let p = plan(&store, &sql, &values, true).await;
             assert!(p.contains(index), "/spend/logs by {col}: {p}");
-            if DAILY_FILTERS.contains(&col) {
-                let (sql, values) = daily_log_spend_sql(&one(col));
+            if filter
+                .daily_filters()
+                .iter()
+                .any(|&(c, v)| c == col && v.is_some())
+            {
+                let (sql, values) = daily_log_spend_sql(&filter);
                 let p = plan(&store, &sql, &values, false).await;
                 assert!(p.contains(index), "daily spend by {col}: {p}");
             }
         }
-        let (sql, values) = select_logs_sql(&SpendFilter::default());
+        let none = SpendFilter::default();
+        let (sql, values) = select_logs_sql(&none);
         assert!(values.is_empty());
         let p = plan(&store, &sql, &values, true).await;
         assert!(p.contains("tollgate_spend_logs_start"), "{p}");
@@ -1024,10 +1036,11 @@ mod tests {
              ORDER BY start_ms DESC, id DESC LIMIT $5"
         ));
         assert_eq!(values, ["k", "r"]);
-        let (sql, values) = daily_log_spend_sql(&SpendFilter {
+        let with_team = SpendFilter {
             team_id: Some("t".into()),
             ..f
-        });
+        };
+        let (sql, values) = daily_log_spend_sql(&with_team);
         assert!(sql.contains(
             " WHERE start_ms >= $1 AND start_ms < $2 AND key_id = $3 AND request_id = $4 GROUP BY"
         ));
