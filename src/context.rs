@@ -57,7 +57,8 @@ impl UpstreamModel {
     }
 }
 
-/// Response headers a gateway layer adds (rate-limit state, …), written to
-/// the client as they are. Lives in `ResponseMeta::extensions`.
+/// Response headers a layer of your own adds, written to the client as they
+/// are. Lives in `ResponseMeta::extensions`. (Rate limits travel as
+/// [`RateLimitState`](crate::limits::RateLimitState), rendered at the edge.)
 #[derive(Clone, Debug, Default)]
 pub struct GatewayHeaders(pub http::HeaderMap);

@@ -296,12 +296,12 @@ async fn rate_limits_refuse_with_retry_after_and_report_what_is_left() {
             .oneshot(request(&identity, false))
             .await
             .unwrap();
-        let h = &resp
+        let h = resp
             .meta
             .extensions
-            .get::<tollgate::context::GatewayHeaders>()
+            .get::<tollgate::limits::RateLimitState>()
             .unwrap()
-            .0;
+            .headers();
         assert_eq!(
             h["x-ratelimit-remaining-requests"],
             left.to_string().as_str()

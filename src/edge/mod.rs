@@ -984,6 +984,9 @@ fn common_headers(h: &mut HeaderMap, ex: &Exchange, meta: Option<&ResponseMeta>)
             h.insert(name.clone(), value.clone());
         }
     }
+    if let Some(state) = meta.extensions.get::<crate::limits::RateLimitState>() {
+        state.write_to(h);
+    }
     if let Some(hit) = meta.extensions.get::<crate::cache::CacheHit>()
         && let Some(v) = header_value(&hit.key.to_hex())
     {

@@ -4,7 +4,6 @@
 use crate::pricing::{ModelPrice, Usd};
 use crate::tokens;
 use crate::types::{ChatRequest, ChatRequestBody, EmbeddingInput, EmbeddingRequest, Usage};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Output tokens assumed when neither the request (`max_tokens`) nor the
@@ -42,7 +41,7 @@ pub trait CostEstimator: Send + Sync + 'static {
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct PriceEstimator {
-    groups: HashMap<String, Group>,
+    groups: crate::util::FastMap<String, Group>,
     default_max_output: Option<u64>,
 }
 

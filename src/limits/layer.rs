@@ -8,7 +8,6 @@ use super::rate::{RateCheck, RateGrant, RateKind, RateLimiter, Remaining};
 use super::scope::{Scope, ScopeKind, Subject};
 use super::spec::Limits;
 use crate::auth::Identity;
-use crate::context::GatewayHeaders;
 use crate::cost::{CallCost, StreamCost};
 use crate::error::Error;
 use crate::pricing::Usd;
@@ -84,21 +83,31 @@ impl LimitScopes {
             return Ok(r.0.clone());
         }
         let identity = ext.get::<Identity>();
+        let user = user.filter(|u| !u.is_empty());
+        // The common case: the key's own subjects, already named (the proxy's
+        // auth names them), shared as they are.
+        if self.global.is_none()
+            && (user.is_none() || (self.end_users.is_none() && self.default_end_user.is_none()))
+            && let Some(id) = identity
+            && (key_name(id).is_none() || !id.subjects.iter().any(has_hash_label))
+        {
+            return Ok(id.subjects.0.clone());
+        }
         let mut all: Vec<Subject> = Vec::new();
         all.extend(self.global.clone());
         if let Some(id) = identity {
             for s in id.subjects.iter() {
                 let mut s = s.clone();
-                if s.scope.kind == ScopeKind::Key && s.label.starts_with("key ") {
+                if has_hash_label(&s) {
                     // Name keys by alias or display form, never by hash.
-                    if let Some(name) = id.key_alias.as_deref().or(id.key_display.as_deref()) {
+                    if let Some(name) = key_name(id) {
                         s.label = format!("key {name}").into();
                     }
                 }
                 all.push(s);
             }
         }
-        if let Some(user) = user.filter(|u| !u.is_empty()) {
+        if let Some(user) = user {
             let found = match &self.end_users {
                 Some(directory) => directory.end_user(user).await?,
                 None => None,
@@ -118,6 +127,21 @@ impl LimitScopes {
 
 #[derive(Clone)]
 struct Resolved(Arc<[Subject]>);
+
+/// How a key is named in errors and logs: its alias or display form.
+fn key_name(id: &Identity) -> Option<&str> {
+    id.key_alias.as_deref().or(id.key_display.as_deref())
+}
+
+/// Whether a key's subject still carries its default label (the start of
+/// the key's hash, see [`Scope::display`]) rather than the key's name.
+fn has_hash_label(s: &Subject) -> bool {
+    s.scope.kind == ScopeKind::Key
+        && s.label
+            .strip_prefix("key ")
+            .and_then(|l| l.strip_suffix('…'))
+            .is_some_and(|short| s.scope.id.starts_with(short))
+}
 
 /// The prompt's token count, counted once per request for all limits.
 #[derive(Clone, Copy, Debug)]
@@ -454,9 +478,10 @@ where
 ///   ends.
 /// - A refusal is a 429 `rate_limit_error` naming the scope and limit (never
 ///   a key), with `retry-after`; it is not retried by a
-///   [`RetryLayer`](crate::retry::RetryLayer). Admitted requests carry
-///   `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers for the
-///   tightest limit of each kind.
+///   [`RetryLayer`](crate::retry::RetryLayer). Admitted requests' responses
+///   carry a [`RateLimitState`]: the tightest limit of each kind, which the
+///   proxy writes as `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`
+///   headers.
 /// - The parallel slot is freed when the answer ends (stream end included)
 ///   or the future is dropped.
 #[derive(Clone)]
@@ -572,25 +597,64 @@ impl StreamObserver for FinishAtEnd {
 /// ```
 pub fn rate_limit_headers(remaining: &[Remaining]) -> HeaderMap {
     let mut h = HeaderMap::with_capacity(remaining.len() * 3);
-    for r in remaining {
-        let Some([limit, left, reset]) = r.kind.header_names() else {
-            continue;
-        };
-        h.insert(limit, HeaderValue::from(r.limit));
-        h.insert(left, HeaderValue::from(r.remaining));
-        h.insert(reset, HeaderValue::from(r.reset_secs));
-    }
+    RateLimitState::write_to_map(remaining, &mut h);
     h
 }
 
-fn add_headers(ext: &mut http::Extensions, headers: HeaderMap) {
-    if headers.is_empty() {
+/// What is left of a request's rate limits once it was admitted: the
+/// tightest remaining requests and tokens. A [`RateLimitLayer`] puts it in
+/// `ResponseMeta::extensions`; the proxy writes it to the client as LiteLLM's
+/// `x-ratelimit-*` headers ([`RateLimitState::headers`]). Kept as numbers, so
+/// a caller that shows no headers pays nothing to render them.
+///
+/// ```
+/// use tollgate::limits::{RateKind, RateLimitState, Remaining};
+///
+/// let state = RateLimitState(vec![Remaining {
+///     kind: RateKind::Requests, limit: 60, remaining: 59, reset_secs: 0,
+/// }]);
+/// assert_eq!(state.headers()["x-ratelimit-remaining-requests"], "59");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RateLimitState(pub Vec<Remaining>);
+
+impl RateLimitState {
+    /// The `x-ratelimit-*` headers (see [`rate_limit_headers`]).
+    pub fn headers(&self) -> HeaderMap {
+        rate_limit_headers(&self.0)
+    }
+
+    /// Writes the `x-ratelimit-*` headers into `headers`, replacing any of
+    /// the same name.
+    pub fn write_to(&self, headers: &mut HeaderMap) {
+        Self::write_to_map(&self.0, headers);
+    }
+
+    fn write_to_map(remaining: &[Remaining], headers: &mut HeaderMap) {
+        for r in remaining {
+            let Some([limit, left, reset]) = r.kind.header_names() else {
+                continue;
+            };
+            headers.insert(limit, HeaderValue::from(r.limit));
+            headers.insert(left, HeaderValue::from(r.remaining));
+            headers.insert(reset, HeaderValue::from(r.reset_secs));
+        }
+    }
+}
+
+/// Records what is left in `ext`; nested rate-limit layers keep the tightest.
+fn add_state(ext: &mut http::Extensions, remaining: Vec<Remaining>) {
+    if remaining.is_empty() {
         return;
     }
-    match ext.get_mut::<GatewayHeaders>() {
-        Some(GatewayHeaders(h)) => h.extend(headers),
+    match ext.get_mut::<RateLimitState>() {
+        Some(RateLimitState(have)) => {
+            let mut all = std::mem::take(have);
+            all.extend(remaining);
+            *have = super::rate::tightest(all);
+        }
         None => {
-            ext.insert(GatewayHeaders(headers));
+            ext.insert(RateLimitState(remaining));
         }
     }
 }
@@ -635,8 +699,8 @@ where
             } else {
                 0
             };
-            let grant = layer.limiter.acquire(checks.into(), tokens).await?;
-            let headers = rate_limit_headers(&grant.remaining);
+            let mut grant = layer.limiter.acquire(checks.into(), tokens).await?;
+            let remaining = std::mem::take(&mut grant.remaining);
             let admitted = Admitted {
                 limiter: layer.limiter.clone(),
                 grant: Some(grant),
@@ -648,7 +712,7 @@ where
                     return Err(e);
                 }
             };
-            add_headers(&mut resp.meta.extensions, headers);
+            add_state(&mut resp.meta.extensions, remaining);
             match &mut resp.body {
                 ChatBody::Complete(c) => {
                     let used = resp
@@ -717,8 +781,8 @@ where
             } else {
                 0
             };
-            let grant = layer.limiter.acquire(checks.into(), tokens).await?;
-            let headers = rate_limit_headers(&grant.remaining);
+            let mut grant = layer.limiter.acquire(checks.into(), tokens).await?;
+            let remaining = std::mem::take(&mut grant.remaining);
             let admitted = Admitted {
                 limiter: layer.limiter.clone(),
                 grant: Some(grant),
@@ -726,7 +790,7 @@ where
             let mut out = inner.call(req).await;
             let used = match &mut out {
                 Ok(o) => {
-                    add_headers(&mut o.meta.extensions, headers);
+                    add_state(&mut o.meta.extensions, remaining);
                     o.meta
                         .extensions
                         .get::<CallCost>()
@@ -738,5 +802,54 @@ where
             admitted.finish(used);
             out
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(label: Option<&str>) -> Identity {
+        let mut id = Identity::anonymous();
+        id.key_hash = Some("0123456789abcdef".into());
+        id.key_alias = Some("bot".into());
+        let s = Subject::new(
+            Scope::new(ScopeKind::Key, "0123456789abcdef"),
+            Limits::none().with_rpm(5),
+            0,
+        );
+        id.subjects = vec![match label {
+            Some(l) => s.with_label(l),
+            None => s,
+        }]
+        .into();
+        id
+    }
+
+    #[tokio::test]
+    async fn key_subjects_are_named_by_alias_and_shared_when_already_named() {
+        let scopes = LimitScopes::new();
+        // Named by the auth layer: the identity's own subjects, not a copy.
+        let named = identity(Some("key bot"));
+        let mut ext = http::Extensions::new();
+        ext.insert(named.clone());
+        let got = scopes.resolve(&mut ext, None).await.unwrap();
+        assert!(Arc::ptr_eq(&got, &named.subjects.0));
+        assert_eq!(&*got[0].label, "key bot");
+        // Still labelled by hash: renamed by alias, never shown by hash.
+        let hashed = identity(None);
+        assert!(has_hash_label(&hashed.subjects.0[0]));
+        let mut ext = http::Extensions::new();
+        ext.insert(hashed);
+        let got = scopes.resolve(&mut ext, None).await.unwrap();
+        assert_eq!(&*got[0].label, "key bot");
+        // A gateway budget adds its subject in front.
+        let scopes = LimitScopes::new().global(Limits::none().with_rpm(100));
+        let mut ext = http::Extensions::new();
+        ext.insert(named);
+        let got = scopes.resolve(&mut ext, Some("end-user")).await.unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(&*got[0].label, "the gateway");
+        assert_eq!(&*got[1].label, "key bot");
     }
 }

@@ -27,7 +27,9 @@ pub use estimate::{
     CostEstimator, DEFAULT_MAX_OUTPUT_TOKENS, PriceEstimator, count_embedding_input, count_prompt,
     prompt_upper_bound, worst_case_of, worst_output,
 };
-pub use layer::{Budget, BudgetLayer, LimitScopes, RateLimit, RateLimitLayer, rate_limit_headers};
+pub use layer::{
+    Budget, BudgetLayer, LimitScopes, RateLimit, RateLimitLayer, RateLimitState, rate_limit_headers,
+};
 pub use ledger::{
     Balance, BudgetLine, Ledger, LedgerBuilder, MemoryLedger, Reservation, SoftCrossing,
 };

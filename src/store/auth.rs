@@ -472,11 +472,16 @@ fn build_identity(
     };
     let user_models = user.and_then(|u| groups.expand(&u.models));
     let models = intersect(&[key_models, team_models, user_models]);
-    let mut subjects = vec![Subject::new(
-        Scope::new(ScopeKind::Key, key.token.as_str()),
-        key.limits.limits(),
-        key.limits.budget_start.max(0) as u64,
-    )];
+    // Keys are named by alias or display form in errors and logs, never by hash.
+    let key_name = key.key_alias.as_deref().unwrap_or(key.key_name.as_str());
+    let mut subjects = vec![
+        Subject::new(
+            Scope::new(ScopeKind::Key, key.token.as_str()),
+            key.limits.limits(),
+            key.limits.budget_start.max(0) as u64,
+        )
+        .with_label(format!("key {key_name}")),
+    ];
     if let Some(t) = team {
         subjects.push(Subject::new(
             Scope::new(ScopeKind::Team, t.team_id.as_str()),
