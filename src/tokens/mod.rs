@@ -28,7 +28,7 @@
 //! assert_eq!(tokens::count_text("gpt-4", "hello world"), 2);
 //! ```
 
-use crate::types::{ChatRequestBody, Content, Message, Tool};
+use crate::types::{ChatRequestBody, Content, Message, Role, Tool};
 use std::sync::Arc;
 
 #[cfg(feature = "tiktoken")]
@@ -50,7 +50,39 @@ pub enum Encoding {
 
 /// Whether counts for `model` are exact (an OpenAI model) or estimated.
 pub fn is_exact(model: &str) -> bool {
-    openai_encoding(bare(model)).is_some()
+    resolved(model).is_some()
+}
+
+/// Models resolved to an encoding, per thread: a request asks for its
+/// model's encoding several times (limits, cost), and tiktoken's look-up
+/// matches the name against its model table every time.
+const RESOLVED_PER_THREAD: usize = 8;
+
+/// `model`'s OpenAI encoding (`None`: not an OpenAI model), remembered.
+fn resolved(model: &str) -> Option<Encoding> {
+    use std::cell::RefCell;
+    type Seen = (Box<str>, Option<Encoding>);
+    thread_local! {
+        static SEEN: RefCell<(Vec<Seen>, usize)> = const { RefCell::new((Vec::new(), 0)) };
+    }
+    let hit = SEEN.with(|s| {
+        let (seen, _) = &*s.borrow();
+        seen.iter().find(|(m, _)| &**m == model).map(|(_, e)| *e)
+    });
+    if let Some(e) = hit {
+        return e;
+    }
+    let e = openai_encoding(bare(model));
+    SEEN.with(|s| {
+        let (seen, next) = &mut *s.borrow_mut();
+        if seen.len() < RESOLVED_PER_THREAD {
+            seen.push((model.into(), e));
+        } else {
+            seen[*next] = (model.into(), e);
+            *next = (*next + 1) % RESOLVED_PER_THREAD;
+        }
+    });
+    e
 }
 
 fn bare(model: &str) -> &str {
@@ -81,7 +113,7 @@ fn openai_encoding(model: &str) -> Option<Encoding> {
 
 /// The encoding used to count (or estimate) `model`.
 pub fn encoding_for(model: &str) -> Encoding {
-    openai_encoding(bare(model)).unwrap_or(Encoding::O200k)
+    resolved(model).unwrap_or(Encoding::O200k)
 }
 
 /// Loads the `o200k_base` encoding now (~150 ms on first use): the one of
@@ -141,9 +173,38 @@ pub fn estimate_text(text: &str) -> u64 {
 /// low-detail price; high detail depends on the pixels).
 const IMAGE_TOKENS: u64 = 85;
 
+/// Tokens of a message's role: counted once per encoding for the roles
+/// the API defines.
+fn role_tokens(encoding: Encoding, role: &Role) -> u64 {
+    use std::sync::OnceLock;
+    const ROLES: [&str; 6] = [
+        "system",
+        "developer",
+        "user",
+        "assistant",
+        "tool",
+        "function",
+    ];
+    static COUNTS: [OnceLock<[u64; 6]>; 2] = [OnceLock::new(), OnceLock::new()];
+    let i = match role {
+        Role::System => 0,
+        Role::Developer => 1,
+        Role::User => 2,
+        Role::Assistant => 3,
+        Role::Tool => 4,
+        Role::Function => 5,
+        other => return count_with(encoding, other.as_str()),
+    };
+    let table = match encoding {
+        Encoding::O200k => &COUNTS[0],
+        Encoding::Cl100k => &COUNTS[1],
+    };
+    table.get_or_init(|| ROLES.map(|r| count_with(encoding, r)))[i]
+}
+
 fn message_text_tokens(encoding: Encoding, m: &Message) -> u64 {
     // OpenAI's framing: 3 per message, plus the role and content (and name + 1).
-    let mut n = 3 + count_with(encoding, m.role.as_str());
+    let mut n = 3 + role_tokens(encoding, &m.role);
     if let Some(name) = &m.name {
         n += 1 + count_with(encoding, name);
     }
@@ -324,6 +385,63 @@ mod tests {
         assert!(!is_exact("anthropic/claude-sonnet-4-5"));
         assert_eq!(encoding_for("gpt-4-0613"), Encoding::Cl100k);
         assert_eq!(encoding_for("o3-mini"), Encoding::O200k);
+    }
+
+    #[test]
+    fn remembered_role_counts_are_the_counts() {
+        for encoding in [Encoding::O200k, Encoding::Cl100k] {
+            for role in [
+                "system",
+                "developer",
+                "user",
+                "assistant",
+                "tool",
+                "function",
+                "critic of prose",
+            ] {
+                let r = Role::from(role);
+                assert_eq!(
+                    role_tokens(encoding, &r),
+                    count_with(encoding, role),
+                    "{role}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn remembered_encodings_match_a_fresh_look_up() {
+        // More models than a thread remembers, twice over, interleaved: every
+        // answer (remembered, evicted and looked up again) is tiktoken's.
+        let models = [
+            "gpt-4",
+            "openai/gpt-4o",
+            "azure/gpt-35-turbo",
+            "anthropic/claude-sonnet-4-5",
+            "ft:gpt-4o-mini:org::id",
+            "o3-mini",
+            "gemini/gemini-2.5-pro",
+            "gpt-3.5-turbo",
+            "text-embedding-3-small",
+            "mistral/mistral-large-latest",
+            "openai/gpt-4-0613",
+            "bedrock/anthropic.claude-3",
+        ];
+        for round in 0..3 {
+            for (i, m) in models.iter().enumerate() {
+                let m = if round == 1 {
+                    models[models.len() - 1 - i]
+                } else {
+                    m
+                };
+                let fresh = openai_encoding(bare(m));
+                assert_eq!(resolved(m), fresh, "{m} (round {round})");
+                assert_eq!(is_exact(m), fresh.is_some(), "{m}");
+                assert_eq!(encoding_for(m), fresh.unwrap_or(Encoding::O200k), "{m}");
+            }
+        }
+        assert_eq!(resolved("gpt-4"), Some(Encoding::Cl100k));
+        assert_eq!(resolved("anthropic/claude-sonnet-4-5"), None);
     }
 
     #[test]
