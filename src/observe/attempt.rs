@@ -37,8 +37,12 @@ impl Attempt {
     /// Starts an attempt of `req` on the deployment `info`: numbers it, opens
     /// its span and tells the leaf the `traceparent` to send.
     pub(crate) fn begin(req: &mut ChatRequest, info: &Arc<DeploymentInfo>) -> Attempt {
-        let traced = req.extensions.get::<RequestTrace>().cloned().map(|trace| {
-            trace.0.last.store(Some(info.clone()));
+        let trace = req.extensions.get::<RequestTrace>();
+        if let Some(t) = trace {
+            t.0.last.store(Some(info.clone()));
+        }
+        let wanted = trace.filter(|t| t.0.sink.wants_attempts()).cloned();
+        let traced = wanted.map(|trace| {
             let parent = trace.ids();
             let ids = SpanIds {
                 trace_id: parent.trace_id,

@@ -270,6 +270,10 @@ impl RecordSink for CallbackQueue {
         }
     }
 
+    fn wants_attempts(&self) -> bool {
+        self.any_attempts
+    }
+
     fn attempt(&self, attempt: &AttemptRecord) {
         if !self.any_attempts {
             return;

@@ -88,6 +88,10 @@ impl RecordSink for LogSink {
         );
     }
 
+    fn wants_attempts(&self) -> bool {
+        tracing::enabled!(target: "tollgate::attempt", tracing::Level::DEBUG)
+    }
+
     fn attempt(&self, a: &AttemptRecord) {
         tracing::debug!(
             target: "tollgate::attempt",

@@ -398,6 +398,10 @@ fn secs(d: Duration) -> f64 {
 }
 
 impl RecordSink for MetricsSink {
+    fn wants_attempts(&self) -> bool {
+        false
+    }
+
     fn record(&self, r: &CompletionRecord) {
         let h = self.handles(r);
         h.proxy_requests.increment(1);

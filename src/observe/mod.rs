@@ -236,6 +236,14 @@ pub trait RecordSink: Send + Sync + 'static {
     fn attempt(&self, attempt: &AttemptRecord) {
         let _ = attempt;
     }
+
+    /// Whether [`attempt`](Self::attempt) wants records now. A sink that
+    /// ignores attempts says `false`, and the router then builds no attempt
+    /// records (nor attempt spans: the upstream's `traceparent` names the
+    /// request's span). Asked once per upstream attempt. The default is `true`.
+    fn wants_attempts(&self) -> bool {
+        true
+    }
 }
 
 /// Sends records to several sinks.
@@ -249,9 +257,13 @@ impl RecordSink for FanOut {
     }
 
     fn attempt(&self, attempt: &AttemptRecord) {
-        for s in &self.0 {
+        for s in self.0.iter().filter(|s| s.wants_attempts()) {
             s.attempt(attempt);
         }
+    }
+
+    fn wants_attempts(&self) -> bool {
+        self.0.iter().any(|s| s.wants_attempts())
     }
 }
 
@@ -851,6 +863,88 @@ mod tests {
         assert_eq!(c.output.as_ref().unwrap()[0]["message"]["content"], "ok");
         assert_eq!(recs[1].trace.trace_id, 0x0af7651916cd43dd8448eb211c80319c);
         assert_eq!(recs[1].trace.parent_span_id, Some(0xb7ad6b7169203331));
+    }
+
+    /// Records requests, and attempts when `wants` says so.
+    struct Attempts {
+        wants: bool,
+        records: Mutex<Vec<CompletionRecord>>,
+        attempts: Mutex<Vec<AttemptRecord>>,
+    }
+    impl RecordSink for Attempts {
+        fn record(&self, r: &CompletionRecord) {
+            self.records.lock().unwrap().push(r.clone());
+        }
+        fn attempt(&self, a: &AttemptRecord) {
+            self.attempts.lock().unwrap().push(a.clone());
+        }
+        fn wants_attempts(&self) -> bool {
+            self.wants
+        }
+    }
+
+    #[tokio::test]
+    async fn attempts_are_recorded_only_for_sinks_that_want_them() {
+        use crate::router::{Deployment, Router};
+        use crate::types::DeploymentInfo;
+        for wants in [true, false] {
+            let sink = Arc::new(Attempts {
+                wants,
+                records: Mutex::default(),
+                attempts: Mutex::default(),
+            });
+            // The leaf writes the traceparent an HTTP leaf would send upstream.
+            let sent = Arc::new(Mutex::new(None::<String>));
+            let seen = sent.clone();
+            let mock = Mock::new(MockConfig::new("mock/m"));
+            let leaf = tower::service_fn(move |r: ChatRequest| {
+                let mut http = http::Request::new(bytes::Bytes::new());
+                crate::provider::propagate_trace(&r.extensions, &mut http);
+                *seen.lock().unwrap() = http
+                    .headers()
+                    .get("traceparent")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                mock.clone().oneshot(r)
+            });
+            let info = Arc::new(DeploymentInfo {
+                id: "d1".into(),
+                model_group: "m".into(),
+                model: "mock/m".into(),
+                provider: "mock".into(),
+                api_base: None,
+            });
+            let router = Router::builder()
+                .deployment(Deployment::new(info, leaf))
+                .build();
+            ObserveLayer::new(sink.clone())
+                .layer(router)
+                .oneshot(req(
+                    r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"mock_response":"ok"}"#,
+                ))
+                .await
+                .unwrap();
+            let rec = sink.records.lock().unwrap()[0].clone();
+            assert_eq!(rec.deployment.as_ref().unwrap().id.as_ref(), "d1");
+            let tp = sent
+                .lock()
+                .unwrap()
+                .clone()
+                .expect("a traceparent upstream");
+            let tp = TraceParent::parse(&tp, None).unwrap();
+            assert_eq!(tp.trace_id, rec.trace.trace_id);
+            let attempts = sink.attempts.lock().unwrap();
+            if wants {
+                // The upstream's parent is the attempt span, a child of the request's.
+                assert_eq!(attempts.len(), 1);
+                assert_eq!(attempts[0].ids.span_id, tp.span_id);
+                assert_eq!(attempts[0].ids.parent_span_id, Some(rec.trace.span_id));
+                assert_ne!(tp.span_id, rec.trace.span_id);
+            } else {
+                // No attempt span: the upstream's parent is the request span.
+                assert!(attempts.is_empty());
+                assert_eq!(tp.span_id, rec.trace.span_id);
+            }
+        }
     }
 
     #[tokio::test]

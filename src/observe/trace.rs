@@ -216,6 +216,16 @@ impl RequestTrace {
         self.0.ids
     }
 
+    /// The request span as a parent for the upstream's (`traceparent`).
+    pub(crate) fn trace_parent(&self) -> TraceParent {
+        TraceParent {
+            trace_id: self.0.ids.trace_id,
+            span_id: self.0.ids.span_id,
+            flags: self.0.flags,
+            tracestate: self.0.tracestate.clone(),
+        }
+    }
+
     /// Numbers the next attempt (1-based).
     pub(crate) fn next_attempt(&self) -> u32 {
         self.0.attempts.fetch_add(1, Ordering::Relaxed) + 1

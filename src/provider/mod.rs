@@ -428,9 +428,19 @@ async fn embed_call<P: Protocol>(
 }
 
 /// Sends the attempt's trace context upstream (`traceparent`, `tracestate`).
-fn propagate_trace(ext: &http::Extensions, req: &mut http::Request<Bytes>) {
-    let Some(crate::observe::trace::UpstreamTrace(tp)) = ext.get() else {
-        return;
+pub(crate) fn propagate_trace(ext: &http::Extensions, req: &mut http::Request<Bytes>) {
+    use crate::observe::trace::{RequestTrace, UpstreamTrace};
+    // The attempt's span, or the request's when no sink records attempts.
+    let request_span;
+    let tp = match ext.get::<UpstreamTrace>() {
+        Some(UpstreamTrace(tp)) => tp,
+        None => match ext.get::<RequestTrace>() {
+            Some(t) => {
+                request_span = t.trace_parent();
+                &request_span
+            }
+            None => return,
+        },
     };
     if let Ok(v) = http::HeaderValue::from_str(&tp.to_header()) {
         req.headers_mut().insert(header("traceparent"), v);

@@ -184,6 +184,10 @@ impl SpendWriter {
 }
 
 impl RecordSink for SpendWriter {
+    fn wants_attempts(&self) -> bool {
+        false
+    }
+
     fn record(&self, record: &CompletionRecord) {
         self.push(SpendRow::from_record(record));
     }
