@@ -4,6 +4,14 @@
 //!
 //! The leaf returns a prebuilt completion (a clone: two small allocations),
 //! so the numbers are what the layers add, not what a provider costs.
+//!
+//! Like the proxy binary, the bench allocates with mimalloc (the default
+//! `mimalloc` feature); `--no-default-features --features proxy,tiktoken`
+//! measures the same stack on the system allocator.
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -62,6 +70,10 @@ impl RecordSink for Discard {
     fn record(&self, r: &CompletionRecord) {
         black_box(r);
     }
+
+    fn wants_attempts(&self) -> bool {
+        false
+    }
 }
 
 fn request(identity: &Identity) -> ChatRequest {
@@ -81,11 +93,11 @@ fn key_identity() -> Identity {
         .with_max_budget(Usd::from_f64(1e9).unwrap())
         .with_rpm(u64::MAX / 4)
         .with_tpm(u64::MAX / 4);
-    id.subjects = Subjects::from(vec![Subject::new(
-        Scope::new(ScopeKind::Key, "0123456789abcdef"),
-        limits,
-        0,
-    )]);
+    // Named as the proxy's key auth names it.
+    id.subjects = Subjects::from(vec![
+        Subject::new(Scope::new(ScopeKind::Key, "0123456789abcdef"), limits, 0)
+            .with_label("key bench"),
+    ]);
     id
 }
 
