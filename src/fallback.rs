@@ -160,6 +160,23 @@ impl FallbackConfig {
             || self.default.iter().any(|g| g == group)
     }
 
+    /// Whether some failure of `req` could fall back at all (if not, the
+    /// request is sent without keeping a copy).
+    fn could_fall_back(&self, req: &ChatRequest) -> bool {
+        if self.max_fallbacks == 0 {
+            return false;
+        }
+        if req.fallbacks.is_some() {
+            return true;
+        }
+        let group = req.model.as_str();
+        let elsewhere = |list: &Vec<String>| list.iter().any(|g| g != group);
+        [&self.fallbacks, &self.context_window, &self.content_policy]
+            .iter()
+            .any(|m| m.get(group).is_some_and(elsewhere))
+            || elsewhere(&self.default)
+    }
+
     fn chain(&self, group: &str, err: &Error) -> Vec<String> {
         let specific = match err.kind() {
             ErrorKind::ContextWindowExceeded => self.context_window.get(group),
@@ -256,6 +273,14 @@ where
     fn call(&mut self, req: ChatRequest) -> Self::Future {
         let inner = self.inner.clone();
         let config = self.config.clone();
+        if !config.could_fall_back(&req) {
+            return Box::pin(async move {
+                match inner.oneshot(req).await {
+                    Ok(resp) => first_chunk(resp).await,
+                    Err(e) => Err(e),
+                }
+            });
+        }
         Box::pin(async move {
             let requested = req.model.clone();
             let first = match inner.clone().oneshot(req.clone()).await {
@@ -384,6 +409,38 @@ mod tests {
             .context_window("small", ["big"])
             .content_policy("prude", ["lenient"])
             .default_fallbacks(["up"])
+    }
+
+    #[tokio::test]
+    async fn the_request_is_copied_only_when_it_could_fall_back() {
+        use crate::util::Copies;
+        let copied = |config: FallbackConfig, model: &'static str| async move {
+            let copies = Copies::default();
+            let mut r = req(model);
+            r.extensions.insert(copies.clone());
+            let before = copies.count();
+            let out = FallbackLayer::new(config).layer(router()).oneshot(r).await;
+            (
+                copies.count() - before,
+                out.map(|r| r.completion().unwrap().text().map(str::to_owned)),
+            )
+        };
+        // Nothing to fall back to: sent as it came, errors unchanged.
+        let (n, out) = copied(FallbackConfig::default(), "down").await;
+        assert_eq!(n, 0);
+        assert_eq!(out.unwrap_err().status().as_u16(), 503);
+        let only_itself = FallbackConfig::default().fallback("down", ["down"]);
+        assert_eq!(copied(only_itself, "down").await.0, 0);
+        // The default chain names only `up` itself.
+        let (n, out) = copied(config(), "up").await;
+        assert_eq!(n, 0);
+        assert_eq!(out.unwrap().as_deref(), Some("hello from up"));
+        // A chain: the request is kept for it, and copied for each group tried.
+        let (n, out) = copied(config(), "down").await;
+        assert_eq!(n, 3);
+        assert_eq!(out.unwrap().as_deref(), Some("hello from up"));
+        let (n, _) = copied(config(), "big").await;
+        assert_eq!(n, 1, "the default chain could serve a failure of `big`");
     }
 
     #[tokio::test]

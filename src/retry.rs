@@ -87,6 +87,12 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// How many retries an error may get (`None`: not retried).
+    /// The most retries any error could get (a request asking for `requested`).
+    fn most_retries(&self, requested: Option<u32>) -> u32 {
+        let per_class = self.per_class.values().copied().max().unwrap_or(0);
+        requested.unwrap_or(self.num_retries).max(per_class)
+    }
+
     fn retries_for(&self, err: &Error, requested: Option<u32>) -> Option<u32> {
         let class = ErrorClass::of_error(err);
         match self.per_class.get(&class) {
@@ -207,9 +213,21 @@ where
             budget.deposit();
             let requested = req.num_retries;
             let deadline = req.extensions.get::<Deadline>().map(|d| d.0);
+            let most = policy.most_retries(requested);
+            // The last attempt that could be made takes the request itself:
+            // a copy is kept only while a retry may still need it.
+            let mut kept = Some(req);
             let mut attempt: u32 = 0;
             loop {
-                let result = match inner.clone().oneshot(req.clone()).await {
+                let send = if attempt >= most {
+                    kept.take()
+                } else {
+                    kept.clone()
+                };
+                let Some(send) = send else {
+                    return Err(Error::internal("retry: the request was already sent"));
+                };
+                let result = match inner.clone().oneshot(send).await {
                     Ok(resp) => first_chunk(resp).await,
                     Err(e) => Err(e),
                 };
@@ -320,6 +338,43 @@ mod tests {
 
     fn layer() -> RetryLayer {
         RetryLayer::new(RetryPolicy::default())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_request_is_copied_only_while_a_retry_may_need_it() {
+        use crate::util::Copies;
+        let copied = |policy: RetryPolicy, errors: Vec<Error>| async move {
+            let copies = Copies::default();
+            let mut r = req();
+            r.extensions.insert(copies.clone());
+            let before = copies.count();
+            let flaky = Flaky::new(errors);
+            let out = RetryLayer::new(policy)
+                .layer(flaky.clone())
+                .oneshot(r)
+                .await;
+            (copies.count() - before, flaky.calls(), out.is_ok())
+        };
+        let none = RetryPolicy {
+            num_retries: 0,
+            ..RetryPolicy::default()
+        };
+        // No retry possible: sent as it came.
+        assert_eq!(copied(none.clone(), vec![]).await, (0, 1, true));
+        // One retry allowed: a copy for the first attempt, the request itself for the last.
+        let one = RetryPolicy {
+            num_retries: 1,
+            ..RetryPolicy::default()
+        };
+        let down = || vec![up(ErrorKind::Upstream(503)), up(ErrorKind::Upstream(503))];
+        assert_eq!(copied(one.clone(), down()).await, (1, 2, false));
+        assert_eq!(copied(one, vec![]).await, (1, 1, true));
+        // A per-class policy can allow retries where num_retries does not.
+        let mut per_class = none;
+        per_class
+            .per_class
+            .insert(ErrorClass::of_error(&up(ErrorKind::Upstream(503))), 1);
+        assert_eq!(copied(per_class, down()).await, (1, 2, false));
     }
 
     #[tokio::test(start_paused = true)]

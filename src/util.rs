@@ -128,6 +128,27 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, c)| c)
 }
 
+/// A request extension that counts its clones: how often a layer copied
+/// the request it carries.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct Copies(pub(crate) std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+#[cfg(test)]
+impl Copies {
+    pub(crate) fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+impl Clone for Copies {
+    fn clone(&self) -> Self {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Copies(self.0.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
