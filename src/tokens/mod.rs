@@ -138,23 +138,84 @@ fn count_with(encoding: Encoding, text: &str) -> u64 {
     }
     #[cfg(feature = "tiktoken")]
     {
-        match encoding {
-            Encoding::O200k => {
-                let bpe = vocab::o200k();
-                let slow = |t: &str| bpe.encode_ordinary(t).len() as u64;
-                if text.is_ascii() {
-                    ascii::count(text, slow)
-                } else {
-                    slow(text)
-                }
-            }
-            Encoding::Cl100k => vocab::cl100k().encode_ordinary(text).len() as u64,
-        }
+        texts::count(encoding, text, count_bpe)
     }
     #[cfg(not(feature = "tiktoken"))]
     {
         let _ = encoding;
         estimate_text(text)
+    }
+}
+
+/// Whole texts counted lately, per thread: the same system prompt, few-shot
+/// examples and tool descriptions come back in request after request, and
+/// looking a text up costs a hash of its bytes where counting it costs a BPE
+/// pass (tens of instructions per byte).
+#[cfg(feature = "tiktoken")]
+mod texts {
+    use super::Encoding;
+    use std::cell::RefCell;
+
+    /// Texts longer than this are counted without being remembered.
+    pub(super) const MAX_TEXT: usize = 8 * 1024;
+    /// Bytes of text remembered per thread before the memory is cleared.
+    pub(super) const MAX_BYTES: usize = 128 * 1024;
+
+    type Seen = std::collections::HashMap<Box<str>, u64, foldhash::fast::RandomState>;
+
+    thread_local! {
+        /// Per encoding (o200k, cl100k): text → count, and the bytes held.
+        static SEEN: RefCell<([Seen; 2], usize)> = RefCell::new(Default::default());
+    }
+
+    /// Bytes of text this thread holds.
+    #[cfg(test)]
+    pub(super) fn held() -> usize {
+        SEEN.with(|s| s.borrow().1)
+    }
+
+    pub(super) fn count(encoding: Encoding, text: &str, bpe: fn(Encoding, &str) -> u64) -> u64 {
+        if text.len() > MAX_TEXT {
+            return bpe(encoding, text);
+        }
+        let i = match encoding {
+            Encoding::O200k => 0,
+            Encoding::Cl100k => 1,
+        };
+        let hit = SEEN.with(|s| s.borrow().0[i].get(text).copied());
+        if let Some(n) = hit {
+            return n;
+        }
+        // Counted outside the borrow: a first count may load the vocabulary.
+        let n = bpe(encoding, text);
+        SEEN.with(|s| {
+            let (maps, bytes) = &mut *s.borrow_mut();
+            if *bytes + text.len() > MAX_BYTES {
+                maps.iter_mut().for_each(Seen::clear);
+                *bytes = 0;
+            }
+            if maps[i].insert(text.into(), n).is_none() {
+                *bytes += text.len();
+            }
+        });
+        n
+    }
+}
+
+/// Counts `text` with its encoding's BPE (no whole-text memory).
+#[cfg(feature = "tiktoken")]
+fn count_bpe(encoding: Encoding, text: &str) -> u64 {
+    match encoding {
+        Encoding::O200k => {
+            let bpe = vocab::o200k();
+            let slow = |t: &str| bpe.encode_ordinary(t).len() as u64;
+            if text.is_ascii() {
+                ascii::count(text, slow)
+            } else {
+                slow(text)
+            }
+        }
+        Encoding::Cl100k => vocab::cl100k().encode_ordinary(text).len() as u64,
     }
 }
 
@@ -385,6 +446,69 @@ mod tests {
         assert!(!is_exact("anthropic/claude-sonnet-4-5"));
         assert_eq!(encoding_for("gpt-4-0613"), Encoding::Cl100k);
         assert_eq!(encoding_for("o3-mini"), Encoding::O200k);
+    }
+
+    #[cfg(feature = "tiktoken")]
+    #[test]
+    fn remembered_texts_count_as_counted_and_memory_stays_bounded() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static PASSES: AtomicUsize = AtomicUsize::new(0);
+        fn counting(e: Encoding, t: &str) -> u64 {
+            PASSES.fetch_add(1, Ordering::SeqCst);
+            count_bpe(e, t)
+        }
+        // Runs on its own thread: the memory is per thread.
+        std::thread::spawn(|| {
+            let prompt = "You are a terse assistant. Answer in one sentence, café included.";
+            for e in [Encoding::O200k, Encoding::Cl100k] {
+                let first = texts::count(e, prompt, counting);
+                assert_eq!(first, count_bpe(e, prompt));
+                let passes = PASSES.load(Ordering::SeqCst);
+                assert_eq!(texts::count(e, prompt, counting), first);
+                assert_eq!(
+                    PASSES.load(Ordering::SeqCst),
+                    passes,
+                    "{e:?}: counted again"
+                );
+            }
+            // The two encodings are kept apart ("tiktoken is great!" is 6 in
+            // both, so compare a text where they differ).
+            let text = "  indentation\n\t\tmatters";
+            assert_eq!(
+                texts::count(Encoding::O200k, text, counting),
+                count_bpe(Encoding::O200k, text)
+            );
+            assert_eq!(
+                texts::count(Encoding::Cl100k, text, counting),
+                count_bpe(Encoding::Cl100k, text)
+            );
+            // Over the byte budget the memory is cleared, counts stay right.
+            let long = "word ".repeat(texts::MAX_TEXT / 5 - 2);
+            for i in 0..(2 * texts::MAX_BYTES / long.len() + 2) {
+                let t = format!("{i} {long}");
+                assert_eq!(
+                    texts::count(Encoding::O200k, &t, counting),
+                    count_bpe(Encoding::O200k, &t)
+                );
+                assert!(
+                    texts::held() <= texts::MAX_BYTES,
+                    "{} bytes held",
+                    texts::held()
+                );
+            }
+            assert!(texts::held() > 0, "long texts under the limit are kept");
+            let too_long = "x".repeat(texts::MAX_TEXT + 1);
+            let passes = PASSES.load(Ordering::SeqCst);
+            texts::count(Encoding::O200k, &too_long, counting);
+            texts::count(Encoding::O200k, &too_long, counting);
+            assert_eq!(
+                PASSES.load(Ordering::SeqCst),
+                passes + 2,
+                "long texts are not kept"
+            );
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
