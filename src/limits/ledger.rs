@@ -169,11 +169,15 @@ struct LineKey {
     start: u64,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct LineState {
     window: Option<u64>,
     spent: i128,
     reserved: i128,
+    /// The line's remaining-budget gauge, with the label it was made for
+    /// (registered once, not per settlement; made again if the label
+    /// changes, say a key's new alias).
+    gauge: Option<(Arc<str>, metrics::Gauge)>,
 }
 
 impl LineState {
@@ -355,6 +359,7 @@ impl Ledger for MemoryLedger {
                     window: window.map(|w| w.index),
                     spent: spent.pico(),
                     reserved: 0,
+                    gauge: None,
                 });
             }
             let now = this.inner.clock.now_secs();
@@ -404,7 +409,16 @@ impl Ledger for MemoryLedger {
                 if let Some(max) = line.max_budget
                     && line.model.is_none()
                 {
-                    report_remaining(line, Usd::from_pico(max.pico() - state.spent));
+                    let left = Usd::from_pico(max.pico() - state.spent).as_f64();
+                    match &state.gauge {
+                        Some((label, gauge)) if *label == line.label => gauge.set(left),
+                        _ => {
+                            state.gauge = remaining_gauge(line).map(|g| (line.label.clone(), g));
+                            if let Some((_, g)) = &state.gauge {
+                                g.set(left);
+                            }
+                        }
+                    }
                 }
                 if let Some(soft) = line.soft_budget
                     && before <= soft.pico()
@@ -445,15 +459,18 @@ impl Ledger for MemoryLedger {
     }
 }
 
-/// Sets the remaining-budget gauge of a key, team or user line.
-pub(crate) fn report_remaining(line: &BudgetLine, left: Usd) {
+/// The remaining-budget gauge of a key, team or user line (none for others).
+fn remaining_gauge(line: &BudgetLine) -> Option<metrics::Gauge> {
     use super::ScopeKind;
     let name = match line.scope.kind {
         ScopeKind::Key => line.label.strip_prefix("key ").unwrap_or(&line.label),
         ScopeKind::Team | ScopeKind::User => &line.scope.id,
-        _ => return,
+        _ => return None,
     };
-    crate::observe::metrics::remaining_budget(line.scope.kind, name, left.as_f64());
+    Some(crate::observe::metrics::remaining_budget_gauge(
+        line.scope.kind,
+        name,
+    ))
 }
 
 pub(crate) fn soft_alert(c: &SoftCrossing, hook: Option<&SoftHook>) {
@@ -502,6 +519,116 @@ mod tests {
         ) -> BoxFuture<Result<Usd, Error>> {
             Box::pin(std::future::ready(Ok(self.0)))
         }
+    }
+
+    /// Gauges by name and labels: last value, and how often each was made.
+    #[derive(Clone, Default)]
+    struct Gauges(Arc<std::sync::Mutex<std::collections::BTreeMap<String, (f64, u32)>>>);
+    struct Set(String, Gauges);
+    impl metrics::GaugeFn for Set {
+        fn increment(&self, _: f64) {}
+        fn decrement(&self, _: f64) {}
+        fn set(&self, value: f64) {
+            self.1
+                .0
+                .lock()
+                .unwrap()
+                .entry(self.0.clone())
+                .or_default()
+                .0 = value;
+        }
+    }
+    impl metrics::Recorder for Gauges {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Counter {
+            metrics::Counter::noop()
+        }
+        fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            self.0.lock().unwrap().entry(name.clone()).or_default().1 += 1;
+            metrics::Gauge::from_arc(Arc::new(Set(name, self.clone())))
+        }
+        fn register_histogram(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn remaining_budget_gauges_are_made_once_per_line_and_label() {
+        let gauges = Gauges::default();
+        metrics::with_local_recorder(&gauges, || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let ledger = MemoryLedger::new();
+                let mut key = line(10.0, None);
+                key.scope = Scope::new(ScopeKind::Key, "k");
+                key.label = "key bot".into();
+                let spend = |l: BudgetLine, amount: f64| {
+                    let ledger = ledger.clone();
+                    async move {
+                        let r = ledger
+                            .reserve(Arc::from(vec![l]), usd(amount))
+                            .await
+                            .unwrap();
+                        ledger.settle(r, usd(amount));
+                    }
+                };
+                spend(key.clone(), 1.0).await;
+                spend(key.clone(), 1.0).await;
+                spend(line(5.0, None), 0.5).await;
+                // The key's alias changed: its gauge follows the new name.
+                key.label = "key renamed".into();
+                spend(key, 1.0).await;
+            });
+        });
+        let g = gauges.0.lock().unwrap();
+        assert_eq!(
+            g.get("litellm_remaining_api_key_budget_metric{api_key_alias=bot}"),
+            Some(&(8.0, 1)),
+            "{g:?}"
+        );
+        assert_eq!(
+            g.get("litellm_remaining_api_key_budget_metric{api_key_alias=renamed}"),
+            Some(&(7.0, 1))
+        );
+        assert_eq!(
+            g.get("litellm_remaining_team_budget_metric{team=t1}"),
+            Some(&(4.5, 1))
+        );
     }
 
     #[tokio::test]

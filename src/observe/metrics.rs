@@ -607,14 +607,18 @@ pub fn soft_budget_alert(scope: ScopeKind) {
 /// never a key hash or secret; call it only for scopes that exist in storage,
 /// so the label stays bounded).
 pub fn remaining_budget(scope: ScopeKind, name: &str, usd: f64) {
+    remaining_budget_gauge(scope, name).set(usd);
+}
+
+/// The gauge [`remaining_budget`] sets, to keep and set again (a handle from
+/// the recorder installed when it is made).
+pub fn remaining_budget_gauge(scope: ScopeKind, name: &str) -> metrics::Gauge {
     let name = name.to_owned();
     match scope {
-        ScopeKind::Key => metrics::gauge!(REMAINING_KEY_BUDGET, "api_key_alias" => name).set(usd),
-        ScopeKind::Team => metrics::gauge!(REMAINING_TEAM_BUDGET, "team" => name).set(usd),
-        ScopeKind::User => metrics::gauge!(REMAINING_USER_BUDGET, "user" => name).set(usd),
-        other => {
-            metrics::gauge!(REMAINING_BUDGET, "scope" => other.as_str(), "name" => name).set(usd)
-        }
+        ScopeKind::Key => metrics::gauge!(REMAINING_KEY_BUDGET, "api_key_alias" => name),
+        ScopeKind::Team => metrics::gauge!(REMAINING_TEAM_BUDGET, "team" => name),
+        ScopeKind::User => metrics::gauge!(REMAINING_USER_BUDGET, "user" => name),
+        other => metrics::gauge!(REMAINING_BUDGET, "scope" => other.as_str(), "name" => name),
     }
 }
 
