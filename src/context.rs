@@ -14,7 +14,11 @@ pub struct RequestId(pub Arc<str>);
 impl RequestId {
     /// A fresh, time-ordered id (`chatcmpl`-style prefix-free UUIDv7).
     pub fn generate() -> Self {
-        RequestId(uuid::Uuid::now_v7().to_string().into())
+        // Hex-encoded on the stack: no formatter, one allocation.
+        let mut buf = uuid::Uuid::encode_buffer();
+        RequestId(Arc::from(
+            &*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf),
+        ))
     }
 
     /// The id as text.
@@ -62,3 +66,23 @@ impl UpstreamModel {
 /// [`RateLimitState`](crate::limits::RateLimitState), rendered at the edge.)
 #[derive(Clone, Debug, Default)]
 pub struct GatewayHeaders(pub http::HeaderMap);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_lowercase_hyphenated_time_ordered_uuid_v7s() {
+        let ids: Vec<RequestId> = (0..64).map(|_| RequestId::generate()).collect();
+        for id in &ids {
+            let s = id.as_str();
+            assert_eq!(s.len(), 36, "{s}");
+            assert_eq!(s, s.to_ascii_lowercase());
+            let u = uuid::Uuid::parse_str(s).unwrap();
+            assert_eq!(u.get_version_num(), 7, "{s}");
+            assert_eq!(u.hyphenated().to_string(), s);
+        }
+        // Time-ordered (v7's counter orders ids within one millisecond).
+        assert!(ids.windows(2).all(|w| w[0].as_str() < w[1].as_str()));
+    }
+}
