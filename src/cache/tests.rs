@@ -648,64 +648,9 @@ impl CacheBackend for Broken {
     }
 }
 
-/// Counts metric increments by `name{labels}`.
-#[derive(Clone, Default)]
-struct Metrics(Arc<Mutex<std::collections::BTreeMap<String, u64>>>);
-
-struct Counted(String, Metrics);
-
-impl metrics::CounterFn for Counted {
-    fn increment(&self, value: u64) {
-        *self.1.0.lock().unwrap().entry(self.0.clone()).or_default() += value;
-    }
-    fn absolute(&self, _: u64) {}
-}
-
-impl metrics::Recorder for Metrics {
-    fn describe_counter(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_gauge(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_histogram(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        let labels: Vec<String> = key
-            .labels()
-            .map(|l| format!("{}={}", l.key(), l.value()))
-            .collect();
-        let name = format!("{}{{{}}}", key.name(), labels.join(","));
-        metrics::Counter::from_arc(Arc::new(Counted(name, self.clone())))
-    }
-    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        metrics::Gauge::noop()
-    }
-    fn register_histogram(
-        &self,
-        _: &metrics::Key,
-        _: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
-        metrics::Histogram::noop()
-    }
-}
-
 #[test]
 fn a_broken_backend_is_a_counted_miss_never_an_error() {
-    let recorded = Metrics::default();
+    let recorded = crate::observe::metrics::recorded::Recorded::default();
     metrics::with_local_recorder(&recorded, || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -729,24 +674,23 @@ fn a_broken_backend_is_a_counted_miss_never_an_error() {
             assert!(cache.ping().await.is_err(), "the admin sees the outage");
         });
     });
-    let m = recorded.0.lock().unwrap();
     assert_eq!(
-        m.get("tollgate_cache_errors_total{backend=broken,op=get}"),
-        Some(&2)
+        recorded.counter("tollgate_cache_errors_total{backend=broken,op=get}"),
+        Some(2)
     );
     assert_eq!(
-        m.get("tollgate_cache_errors_total{backend=broken,op=set}"),
-        Some(&2)
+        recorded.counter("tollgate_cache_errors_total{backend=broken,op=set}"),
+        Some(2)
     );
     assert_eq!(
-        m.get("tollgate_cache_misses_total{call_type=chat}"),
-        Some(&2)
+        recorded.counter("tollgate_cache_misses_total{call_type=chat}"),
+        Some(2)
     );
 }
 
 #[test]
 fn hits_misses_and_writes_are_counted_in_metrics() {
-    let recorded = Metrics::default();
+    let recorded = crate::observe::metrics::recorded::Recorded::default();
     metrics::with_local_recorder(&recorded, || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -759,16 +703,18 @@ fn hits_misses_and_writes_are_counted_in_metrics() {
             }
         });
     });
-    let m = recorded.0.lock().unwrap();
     assert_eq!(
-        m.get("tollgate_cache_misses_total{call_type=chat}"),
-        Some(&1)
+        recorded.counter("tollgate_cache_misses_total{call_type=chat}"),
+        Some(1)
     );
     assert_eq!(
-        m.get("tollgate_cache_writes_total{call_type=chat}"),
-        Some(&1)
+        recorded.counter("tollgate_cache_writes_total{call_type=chat}"),
+        Some(1)
     );
-    assert_eq!(m.get("tollgate_cache_hits_total{call_type=chat}"), Some(&2));
+    assert_eq!(
+        recorded.counter("tollgate_cache_hits_total{call_type=chat}"),
+        Some(2)
+    );
 }
 
 #[tokio::test]

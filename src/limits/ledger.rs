@@ -409,15 +409,11 @@ impl Ledger for MemoryLedger {
                 if let Some(max) = line.max_budget
                     && line.model.is_none()
                 {
-                    let left = Usd::from_pico(max.pico() - state.spent).as_f64();
-                    match &state.gauge {
-                        Some((label, gauge)) if *label == line.label => gauge.set(left),
-                        _ => {
-                            state.gauge = remaining_gauge(line).map(|g| (line.label.clone(), g));
-                            if let Some((_, g)) = &state.gauge {
-                                g.set(left);
-                            }
-                        }
+                    if state.gauge.as_ref().is_none_or(|(l, _)| *l != line.label) {
+                        state.gauge = remaining_gauge(line).map(|g| (line.label.clone(), g));
+                    }
+                    if let Some((_, gauge)) = &state.gauge {
+                        gauge.set(Usd::from_pico(max.pico() - state.spent).as_f64());
                     }
                 }
                 if let Some(soft) = line.soft_budget
@@ -521,73 +517,9 @@ mod tests {
         }
     }
 
-    /// Gauges by name and labels: last value, and how often each was made.
-    #[derive(Clone, Default)]
-    struct Gauges(Arc<std::sync::Mutex<std::collections::BTreeMap<String, (f64, u32)>>>);
-    struct Set(String, Gauges);
-    impl metrics::GaugeFn for Set {
-        fn increment(&self, _: f64) {}
-        fn decrement(&self, _: f64) {}
-        fn set(&self, value: f64) {
-            self.1
-                .0
-                .lock()
-                .unwrap()
-                .entry(self.0.clone())
-                .or_default()
-                .0 = value;
-        }
-    }
-    impl metrics::Recorder for Gauges {
-        fn describe_counter(
-            &self,
-            _: metrics::KeyName,
-            _: Option<metrics::Unit>,
-            _: metrics::SharedString,
-        ) {
-        }
-        fn describe_gauge(
-            &self,
-            _: metrics::KeyName,
-            _: Option<metrics::Unit>,
-            _: metrics::SharedString,
-        ) {
-        }
-        fn describe_histogram(
-            &self,
-            _: metrics::KeyName,
-            _: Option<metrics::Unit>,
-            _: metrics::SharedString,
-        ) {
-        }
-        fn register_counter(
-            &self,
-            _: &metrics::Key,
-            _: &metrics::Metadata<'_>,
-        ) -> metrics::Counter {
-            metrics::Counter::noop()
-        }
-        fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-            let labels: Vec<String> = key
-                .labels()
-                .map(|l| format!("{}={}", l.key(), l.value()))
-                .collect();
-            let name = format!("{}{{{}}}", key.name(), labels.join(","));
-            self.0.lock().unwrap().entry(name.clone()).or_default().1 += 1;
-            metrics::Gauge::from_arc(Arc::new(Set(name, self.clone())))
-        }
-        fn register_histogram(
-            &self,
-            _: &metrics::Key,
-            _: &metrics::Metadata<'_>,
-        ) -> metrics::Histogram {
-            metrics::Histogram::noop()
-        }
-    }
-
     #[test]
     fn remaining_budget_gauges_are_made_once_per_line_and_label() {
-        let gauges = Gauges::default();
+        let gauges = crate::observe::metrics::recorded::Recorded::default();
         metrics::with_local_recorder(&gauges, || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .build()
@@ -615,19 +547,17 @@ mod tests {
                 spend(key, 1.0).await;
             });
         });
-        let g = gauges.0.lock().unwrap();
         assert_eq!(
-            g.get("litellm_remaining_api_key_budget_metric{api_key_alias=bot}"),
-            Some(&(8.0, 1)),
-            "{g:?}"
+            gauges.gauge("litellm_remaining_api_key_budget_metric{api_key_alias=bot}"),
+            Some((8.0, 1))
         );
         assert_eq!(
-            g.get("litellm_remaining_api_key_budget_metric{api_key_alias=renamed}"),
-            Some(&(7.0, 1))
+            gauges.gauge("litellm_remaining_api_key_budget_metric{api_key_alias=renamed}"),
+            Some((7.0, 1))
         );
         assert_eq!(
-            g.get("litellm_remaining_team_budget_metric{team=t1}"),
-            Some(&(4.5, 1))
+            gauges.gauge("litellm_remaining_team_budget_metric{team=t1}"),
+            Some((4.5, 1))
         );
     }
 

@@ -664,3 +664,124 @@ impl CallbackHandles {
         }
     }
 }
+
+/// A recorder for tests: counters summed and gauges' last values, by
+/// `name{label=value,…}`, and how often each gauge was registered. Install it
+/// with `metrics::with_local_recorder`.
+#[cfg(test)]
+pub(crate) mod recorded {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct Seen {
+        counters: BTreeMap<String, u64>,
+        /// Last value, registrations.
+        gauges: BTreeMap<String, (f64, u32)>,
+    }
+
+    /// See the [module](self).
+    #[derive(Clone, Default)]
+    pub(crate) struct Recorded(Arc<Mutex<Seen>>);
+
+    impl Recorded {
+        /// The sum of a counter's increments.
+        pub(crate) fn counter(&self, name: &str) -> Option<u64> {
+            self.0.lock().unwrap().counters.get(name).copied()
+        }
+
+        /// A gauge's last value and how often it was registered.
+        pub(crate) fn gauge(&self, name: &str) -> Option<(f64, u32)> {
+            self.0.lock().unwrap().gauges.get(name).copied()
+        }
+    }
+
+    fn name(key: &metrics::Key) -> String {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        format!("{}{{{}}}", key.name(), labels.join(","))
+    }
+
+    /// One registered counter or gauge.
+    struct Handle(String, Recorded);
+
+    impl metrics::CounterFn for Handle {
+        fn increment(&self, value: u64) {
+            *self
+                .1
+                .0
+                .lock()
+                .unwrap()
+                .counters
+                .entry(self.0.clone())
+                .or_default() += value;
+        }
+        fn absolute(&self, _: u64) {}
+    }
+
+    impl metrics::GaugeFn for Handle {
+        fn increment(&self, _: f64) {}
+        fn decrement(&self, _: f64) {}
+        fn set(&self, value: f64) {
+            self.1
+                .0
+                .lock()
+                .unwrap()
+                .gauges
+                .entry(self.0.clone())
+                .or_default()
+                .0 = value;
+        }
+    }
+
+    impl metrics::Recorder for Recorded {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            key: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Counter {
+            metrics::Counter::from_arc(Arc::new(Handle(name(key), self.clone())))
+        }
+        fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            let name = name(key);
+            self.0
+                .lock()
+                .unwrap()
+                .gauges
+                .entry(name.clone())
+                .or_default()
+                .1 += 1;
+            metrics::Gauge::from_arc(Arc::new(Handle(name, self.clone())))
+        }
+        fn register_histogram(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+}
