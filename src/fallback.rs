@@ -38,14 +38,14 @@
 
 use crate::error::{Error, ErrorKind};
 use crate::provider::BoxFuture;
-use crate::retry::first_chunk;
+use crate::retry::call_to_first_chunk;
 use crate::stream::ChatStream;
 use crate::types::{ChatBody, ChatRequest, ChatResponse};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 
 /// Fallback lists. See the [module docs](self).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -274,19 +274,11 @@ where
         let inner = self.inner.clone();
         let config = self.config.clone();
         if !config.could_fall_back(&req) {
-            return Box::pin(async move {
-                match inner.oneshot(req).await {
-                    Ok(resp) => first_chunk(resp).await,
-                    Err(e) => Err(e),
-                }
-            });
+            return Box::pin(call_to_first_chunk(inner, req));
         }
         Box::pin(async move {
             let requested = req.model.clone();
-            let first = match inner.clone().oneshot(req.clone()).await {
-                Ok(resp) => first_chunk(resp).await,
-                Err(e) => Err(e),
-            };
+            let first = call_to_first_chunk(inner.clone(), req.clone()).await;
             let err = match first {
                 Ok(resp) => return Ok(resp),
                 Err(e) => e,
@@ -325,10 +317,7 @@ where
                     body.model.clone_from(&group);
                     body.fallbacks = None;
                 }
-                let result = match inner.clone().oneshot(r).await {
-                    Ok(resp) => first_chunk(resp).await,
-                    Err(e) => Err(e),
-                };
+                let result = call_to_first_chunk(inner.clone(), r).await;
                 crate::observe::metrics::fallback(requested_label, &label(&group), result.is_ok());
                 match result {
                     Ok(mut resp) => {
@@ -370,6 +359,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tower::ServiceExt;
     use crate::error::LimitSource;
     use crate::provider::{Mock, MockConfig};
     use crate::router::{Deployment, Router};

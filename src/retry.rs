@@ -86,13 +86,13 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// How many retries an error may get (`None`: not retried).
     /// The most retries any error could get (a request asking for `requested`).
     fn most_retries(&self, requested: Option<u32>) -> u32 {
         let per_class = self.per_class.values().copied().max().unwrap_or(0);
         requested.unwrap_or(self.num_retries).max(per_class)
     }
 
+    /// How many retries an error may get (`None`: not retried).
     fn retries_for(&self, err: &Error, requested: Option<u32>) -> Option<u32> {
         let class = ErrorClass::of_error(err);
         match self.per_class.get(&class) {
@@ -155,8 +155,17 @@ pub struct Retry<S> {
     budget: Arc<TpsBudget>,
 }
 
+/// Calls `svc` with `req` and, for a stream, waits for its first chunk (see
+/// [`first_chunk`]).
+pub(crate) async fn call_to_first_chunk<S>(svc: S, req: ChatRequest) -> Result<ChatResponse, Error>
+where
+    S: Service<ChatRequest, Response = ChatResponse, Error = Error>,
+{
+    first_chunk(svc.oneshot(req).await?).await
+}
+
 /// Waits for a stream's first chunk: an error before it becomes the call's error.
-pub(crate) async fn first_chunk(resp: ChatResponse) -> Result<ChatResponse, Error> {
+async fn first_chunk(resp: ChatResponse) -> Result<ChatResponse, Error> {
     let ChatResponse { body, meta } = resp;
     let body = match body {
         ChatBody::Complete(c) => ChatBody::Complete(c),
@@ -227,10 +236,7 @@ where
                 let Some(send) = send else {
                     return Err(Error::internal("retry: the request was already sent"));
                 };
-                let result = match inner.clone().oneshot(send).await {
-                    Ok(resp) => first_chunk(resp).await,
-                    Err(e) => Err(e),
-                };
+                let result = call_to_first_chunk(inner.clone(), send).await;
                 let err = match result {
                     Ok(mut resp) => {
                         resp.meta.attempts = attempt + 1;
