@@ -28,7 +28,7 @@
 //! assert_eq!(tokens::count_text("gpt-4", "hello world"), 2);
 //! ```
 
-use crate::types::{ChatRequestBody, Content, Message, Role, Tool};
+use crate::types::{ChatRequestBody, Content, Message, Tool};
 use std::sync::Arc;
 
 #[cfg(feature = "tiktoken")]
@@ -234,38 +234,9 @@ pub fn estimate_text(text: &str) -> u64 {
 /// low-detail price; high detail depends on the pixels).
 const IMAGE_TOKENS: u64 = 85;
 
-/// Tokens of a message's role: counted once per encoding for the roles
-/// the API defines.
-fn role_tokens(encoding: Encoding, role: &Role) -> u64 {
-    use std::sync::OnceLock;
-    const ROLES: [&str; 6] = [
-        "system",
-        "developer",
-        "user",
-        "assistant",
-        "tool",
-        "function",
-    ];
-    static COUNTS: [OnceLock<[u64; 6]>; 2] = [OnceLock::new(), OnceLock::new()];
-    let i = match role {
-        Role::System => 0,
-        Role::Developer => 1,
-        Role::User => 2,
-        Role::Assistant => 3,
-        Role::Tool => 4,
-        Role::Function => 5,
-        other => return count_with(encoding, other.as_str()),
-    };
-    let table = match encoding {
-        Encoding::O200k => &COUNTS[0],
-        Encoding::Cl100k => &COUNTS[1],
-    };
-    table.get_or_init(|| ROLES.map(|r| count_with(encoding, r)))[i]
-}
-
 fn message_text_tokens(encoding: Encoding, m: &Message) -> u64 {
     // OpenAI's framing: 3 per message, plus the role and content (and name + 1).
-    let mut n = 3 + role_tokens(encoding, &m.role);
+    let mut n = 3 + count_with(encoding, m.role.as_str());
     if let Some(name) = &m.name {
         n += 1 + count_with(encoding, name);
     }
@@ -509,28 +480,6 @@ mod tests {
         })
         .join()
         .unwrap();
-    }
-
-    #[test]
-    fn remembered_role_counts_are_the_counts() {
-        for encoding in [Encoding::O200k, Encoding::Cl100k] {
-            for role in [
-                "system",
-                "developer",
-                "user",
-                "assistant",
-                "tool",
-                "function",
-                "critic of prose",
-            ] {
-                let r = Role::from(role);
-                assert_eq!(
-                    role_tokens(encoding, &r),
-                    count_with(encoding, role),
-                    "{role}"
-                );
-            }
-        }
     }
 
     #[test]
