@@ -359,10 +359,10 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tower::ServiceExt;
     use crate::error::LimitSource;
     use crate::provider::{Mock, MockConfig};
     use crate::router::{Deployment, Router};
+    use tower::ServiceExt;
 
     fn group(name: &str, answer: &str) -> Deployment {
         let mut cfg = MockConfig::new(&format!("mock/{name}"));
