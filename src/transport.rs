@@ -4,7 +4,8 @@
 //! keyed by host, rustls with the webpki roots, HTTP/1.1 and HTTP/2 (chosen by
 //! ALPN), `TCP_NODELAY` on every socket (without it, keep-alive requests meet
 //! Nagle's algorithm and delayed ACKs and gain ~40 ms each), and a connect
-//! timeout. Redirects are never followed.
+//! timeout, and a spare connection for hosts that churn connections
+//! (`spare`). Redirects are never followed.
 
 use crate::error::{Error, ErrorKind, TimeoutKind};
 use bytes::Bytes;
@@ -16,6 +17,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+mod spare;
+use spare::SpareConnector;
 
 /// Settings of the upstream HTTP client.
 #[derive(Clone, Debug)]
@@ -35,6 +39,13 @@ pub struct HttpClientConfig {
     /// connection instead of holding one socket each. Every upstream must
     /// accept HTTP/2.
     pub http2_prior_knowledge: bool,
+    /// Keep one connected, unused connection per upstream host that opens
+    /// connections again and again (streams cut before their end, bursts
+    /// past the pool), for at most this long, so the next request that finds
+    /// no idle pooled connection skips the TCP and TLS handshakes. A host
+    /// connected once gets none. `None` (and HTTP/2 with prior knowledge,
+    /// where one connection carries every request) keeps none.
+    pub spare_connection: Option<Duration>,
 }
 
 impl Default for HttpClientConfig {
@@ -46,6 +57,7 @@ impl Default for HttpClientConfig {
             http2: true,
             http2_keep_alive: Some(Duration::from_secs(30)),
             http2_prior_knowledge: false,
+            spare_connection: Some(Duration::from_secs(2)),
         }
     }
 }
@@ -61,8 +73,10 @@ impl Default for HttpClientConfig {
 /// ```
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    inner: Client<SpareConnector<HttpsConnector<HttpConnector>>, Full<Bytes>>,
     connect_timeout: Duration,
+    #[cfg(test)]
+    spare: SpareConnector<HttpsConnector<HttpConnector>>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -98,6 +112,12 @@ impl HttpClient {
             builder.enable_http1().wrap_connector(http)
         };
 
+        let keep = match config.spare_connection {
+            Some(keep) if !config.http2_prior_knowledge => keep,
+            _ => Duration::ZERO,
+        };
+        let https = SpareConnector::new(https, keep);
+
         let mut b = Client::builder(TokioExecutor::new());
         b.pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
@@ -112,6 +132,8 @@ impl HttpClient {
                 .http2_keep_alive_timeout(Duration::from_secs(20));
         }
         HttpClient {
+            #[cfg(test)]
+            spare: https.clone(),
             inner: b.build(https),
             connect_timeout: config.connect_timeout,
         }

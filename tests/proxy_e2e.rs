@@ -154,6 +154,78 @@ async fn upstream_http2_speaks_h2c_and_shares_one_connection() {
     );
 }
 
+/// Sends a streamed request through the proxy, reads until the first bytes
+/// of the body, and cuts the stream (closes the connection).
+async fn cut_stream(proxy: &Proxy) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = proxy.url("").trim_start_matches("http://").to_string();
+    let mut socket = tokio::net::TcpStream::connect(addr.as_str()).await.unwrap();
+    let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {MASTER}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("data: ") {
+        let n = socket.read(&mut buf).await.unwrap();
+        assert!(
+            n > 0,
+            "closed before the first event: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+/// Each stream cut by its client closes its HTTP/1.1 upstream connection.
+/// By default the host then gets a spare connection (one more than the
+/// requests needed); `--upstream-spare 0` (here its environment variable)
+/// keeps none.
+#[tokio::test]
+async fn cut_streams_leave_a_spare_upstream_connection_unless_switched_off() {
+    let fixture = fixture("openai/chat_stream_text.sse.txt");
+    let text = String::from_utf8(fixture).unwrap();
+    let first_event = format!("{}\n\n", text.split("\n\n").next().unwrap());
+    for (keep, expected) in [("5", 4), ("0", 3)] {
+        let up = MockUpstream::start().await;
+        let proxy = Proxy::start(
+            &config(&up),
+            &[
+                ("E2E_UPSTREAM_KEY", UPSTREAM_KEY),
+                ("E2E_MASTER", MASTER),
+                ("TOLLGATE_UPSTREAM_SPARE", keep),
+            ],
+        );
+        for _ in 0..3 {
+            up.push(Reply::sse_stall(first_event.clone()));
+            cut_stream(&proxy).await;
+        }
+        // Three cut streams took three connections; with spares on, the
+        // second one's spare makes a fourth (the third request takes it and
+        // another is opened, or connects beside it).
+        up.wait_for_connections(expected, Duration::from_secs(10))
+            .await;
+        assert_eq!(
+            up.connections(),
+            expected,
+            "upstream connections with a {keep} s spare"
+        );
+        assert_eq!(
+            up.received().len(),
+            3,
+            "the spare carried no request of its own"
+        );
+    }
+}
+
 #[tokio::test]
 async fn streaming_through_the_proxy() {
     let (up, proxy) = start().await;

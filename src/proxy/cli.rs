@@ -66,6 +66,11 @@ pub struct Cli {
     /// every upstream accepts HTTP/2 (TLS upstreams negotiate it anyway).
     #[arg(long, env = "TOLLGATE_UPSTREAM_HTTP2")]
     pub upstream_http2: bool,
+    /// Seconds a spare upstream connection is kept for a host that opens
+    /// connections again and again (cut streams, bursts past the pool), so
+    /// the next such request skips the TCP and TLS handshakes; 0 keeps none.
+    #[arg(long, env = "TOLLGATE_UPSTREAM_SPARE", default_value_t = 2.0)]
+    pub upstream_spare: f64,
     /// Check the config and exit.
     #[arg(long)]
     pub check: bool,
@@ -273,6 +278,11 @@ pub fn main() -> ExitCode {
         control: control.clone(),
         body_timeout: Some(seconds(cli.body_read_timeout)),
         upstream_http2: cli.upstream_http2,
+        upstream_spare: Some(if cli.upstream_spare > 0.0 {
+            seconds(cli.upstream_spare)
+        } else {
+            Duration::ZERO
+        }),
     };
     // Redis clients and background tasks need the runtime.
     let _entered = rt.enter();

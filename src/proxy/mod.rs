@@ -89,6 +89,9 @@ pub struct GatewayOptions {
     /// Speak HTTP/2 to every upstream with prior knowledge (h2c on plain
     /// HTTP): see [`HttpClientConfig::http2_prior_knowledge`].
     pub upstream_http2: bool,
+    /// How long a spare upstream connection is kept (`Some(ZERO)`: none):
+    /// see [`HttpClientConfig::spare_connection`]. `None`: the default.
+    pub upstream_spare: Option<std::time::Duration>,
 }
 
 /// The price table a config asks for: bundled, plus its price file if any.
@@ -161,10 +164,16 @@ impl Gateway {
         sink: Arc<dyn RecordSink>,
         options: &GatewayOptions,
     ) -> Result<Gateway, ConfigError> {
-        let client = if options.upstream_http2 {
+        let client = if options.upstream_http2 || options.upstream_spare.is_some() {
+            let default = HttpClientConfig::default();
             HttpClient::new(HttpClientConfig {
-                http2_prior_knowledge: true,
-                ..HttpClientConfig::default()
+                http2_prior_knowledge: options.upstream_http2,
+                spare_connection: match options.upstream_spare {
+                    Some(keep) if keep.is_zero() => None,
+                    Some(keep) => Some(keep),
+                    None => default.spare_connection,
+                },
+                ..default
             })
         } else {
             HttpClient::shared()

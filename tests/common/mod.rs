@@ -182,6 +182,7 @@ struct State {
     received: Vec<Received>,
     release: Arc<tokio::sync::Notify>,
     connections: usize,
+    connected: Arc<tokio::sync::Notify>,
 }
 
 /// A programmable upstream (HTTP/1.1, and HTTP/2 with prior knowledge).
@@ -202,7 +203,11 @@ impl MockUpstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                st.lock().unwrap().connections += 1;
+                {
+                    let mut st = st.lock().unwrap();
+                    st.connections += 1;
+                    st.connected.notify_waiters();
+                }
                 let st = st.clone();
                 // A second handle on the socket, to reset it on demand.
                 let socket = {
@@ -250,6 +255,22 @@ impl MockUpstream {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.state.lock().unwrap().connections
+    }
+
+    /// Waits until `n` connections have been accepted (panics after `limit`).
+    pub async fn wait_for_connections(&self, n: usize, limit: Duration) {
+        let connected = self.state.lock().unwrap().connected.clone();
+        tokio::time::timeout(limit, async {
+            loop {
+                let accepted = connected.notified();
+                if self.connections() >= n {
+                    return;
+                }
+                accepted.await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{n} upstream connections within {limit:?}"));
     }
 
     pub fn received(&self) -> Vec<Received> {
