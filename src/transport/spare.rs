@@ -149,6 +149,9 @@ where
         let this = self.clone();
         let key: Box<str> = key.into();
         runtime.spawn(async move {
+            // After the request that asked for a connection has gone on its
+            // way: a connect before it would hold up its first byte.
+            tokio::task::yield_now().await;
             let connected = this.inner.clone().oneshot(uri).await;
             let keep = this.shared.keep;
             let placed = this.with_host(&key, |host| {
