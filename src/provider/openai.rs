@@ -244,7 +244,7 @@ impl Protocol for OpenAiProtocol {
     }
 
     fn parse_completion(&self, _req: &ChatRequest, body: &[u8]) -> Result<ChatCompletion, Error> {
-        serde_json::from_slice(body).map_err(|e| bad_upstream_json("completion", &e))
+        crate::types::from_json(body).map_err(|e| bad_upstream_json("completion", &e))
     }
 
     fn stream_decoder(&self, _req: &ChatRequest) -> Box<dyn StreamDecoder> {

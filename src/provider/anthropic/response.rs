@@ -32,7 +32,7 @@ pub(crate) fn completion(
             "the upstream answer is not a JSON object",
         ));
     }
-    let msg: MessageResponse = serde_json::from_slice(body).map_err(|e| {
+    let msg: MessageResponse = crate::types::from_json(body).map_err(|e| {
         Error::new(
             ErrorKind::BadGateway,
             format!("the upstream answer is not a valid Anthropic message: {e}"),

@@ -483,7 +483,8 @@ impl Protocol for AzureProtocol {
     }
 
     fn parse_completion(&self, _req: &ChatRequest, body: &[u8]) -> Result<ChatCompletion, Error> {
-        serde_json::from_slice(body).map_err(|e| super::openai::bad_upstream_json("completion", &e))
+        crate::types::from_json(body)
+            .map_err(|e| super::openai::bad_upstream_json("completion", &e))
     }
 
     fn stream_decoder(&self, _req: &ChatRequest) -> Box<dyn StreamDecoder> {

@@ -106,7 +106,7 @@ pub fn completion(
     created: i64,
     json_mode: &JsonMode,
 ) -> Result<ChatCompletion, Error> {
-    let resp: ConverseResponse = serde_json::from_slice(body).map_err(|e| {
+    let resp: ConverseResponse = crate::types::from_json(body).map_err(|e| {
         Error::new(
             ErrorKind::BadGateway,
             format!("the Bedrock answer is not valid: {e}"),

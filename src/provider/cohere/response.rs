@@ -89,7 +89,7 @@ pub fn arguments(f: Option<&Function>) -> String {
 
 /// Parses a Cohere chat answer into an OpenAI completion for `model`.
 pub fn completion(body: &[u8], model: &str, created: i64) -> Result<ChatCompletion, Error> {
-    let r: ChatResponse = serde_json::from_slice(body).map_err(|e| bad_json("answer", &e))?;
+    let r: ChatResponse = crate::types::from_json(body).map_err(|e| bad_json("answer", &e))?;
     let id =
         r.id.filter(|s| !s.is_empty())
             .unwrap_or_else(|| format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()));

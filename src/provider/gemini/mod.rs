@@ -254,7 +254,7 @@ pub(crate) fn path_segment(s: &str) -> Result<String, Error> {
 }
 
 pub(crate) fn parse_completion(body: &[u8], model: &str) -> Result<ChatCompletion, Error> {
-    let resp: GenerateContentResponse = serde_json::from_slice(body).map_err(|e| {
+    let resp: GenerateContentResponse = crate::types::from_json(body).map_err(|e| {
         Error::new(
             ErrorKind::BadGateway,
             format!("the upstream completion is not valid: {e}"),

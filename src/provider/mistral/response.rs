@@ -108,7 +108,7 @@ fn normalize_message(msg: &mut Map<String, Value>) {
 
 /// Parses a Mistral chat completion (see the [module docs](super)).
 pub fn completion(body: &[u8]) -> Result<ChatCompletion, Error> {
-    let mut v: Value = serde_json::from_slice(body).map_err(|e| bad_json("completion", &e))?;
+    let mut v: Value = crate::types::from_json(body).map_err(|e| bad_json("completion", &e))?;
     if let Some(Value::Array(choices)) = v.get_mut("choices") {
         for c in choices.iter_mut() {
             let Some(c) = c.as_object_mut() else { continue };
