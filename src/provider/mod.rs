@@ -442,9 +442,8 @@ pub(crate) fn propagate_trace(ext: &http::Extensions, req: &mut http::Request<By
             None => return,
         },
     };
-    if let Ok(v) = http::HeaderValue::from_str(&tp.to_header()) {
-        req.headers_mut().insert(header("traceparent"), v);
-    }
+    req.headers_mut()
+        .insert(header("traceparent"), tp.header_value());
     if let Some(v) = tp
         .tracestate
         .as_deref()
