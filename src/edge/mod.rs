@@ -948,6 +948,35 @@ fn header_value(s: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(s).ok()
 }
 
+/// A duration as milliseconds with three decimals (`12.345`), rounded to
+/// the microsecond: written digit by digit, not through a float formatter.
+fn millis(d: Duration) -> HeaderValue {
+    let micros = (d.as_nanos().saturating_add(500) / 1000).min(u128::from(u64::MAX)) as u64;
+    let mut buf = [0u8; 24];
+    let mut at = buf.len();
+    let (mut whole, mut frac) = (micros / 1000, micros % 1000);
+    for i in 0.. {
+        at -= 1;
+        buf[at] = match i {
+            0..3 => {
+                let d = frac % 10;
+                frac /= 10;
+                b'0' + d as u8
+            }
+            3 => b'.',
+            _ => {
+                let d = whole % 10;
+                whole /= 10;
+                b'0' + d as u8
+            }
+        };
+        if i >= 4 && whole == 0 {
+            break;
+        }
+    }
+    HeaderValue::from_bytes(&buf[at..]).expect("digits and a dot are a valid header value")
+}
+
 fn common_headers(h: &mut HeaderMap, ex: &Exchange, meta: Option<&ResponseMeta>) {
     if let Some(v) = header_value(ex.request_id.as_str()) {
         h.insert(X_REQUEST_ID.clone(), v.clone());
@@ -971,9 +1000,7 @@ fn common_headers(h: &mut HeaderMap, ex: &Exchange, meta: Option<&ResponseMeta>)
         .get::<UpstreamLatency>()
         .map_or(Duration::ZERO, |u| u.0);
     let overhead = total.saturating_sub(upstream);
-    if let Some(v) = header_value(&format!("{:.3}", overhead.as_secs_f64() * 1000.0)) {
-        h.insert(X_OVERHEAD.clone(), v);
-    }
+    h.insert(X_OVERHEAD.clone(), millis(overhead));
     h.insert(
         X_RETRIES.clone(),
         HeaderValue::from(meta.attempts.saturating_sub(1)),

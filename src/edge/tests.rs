@@ -547,3 +547,23 @@ async fn a_panicking_handler_is_a_500_and_the_edge_keeps_serving() {
         assert_eq!(status, 200);
     }
 }
+
+#[test]
+fn overhead_millis_are_written_with_three_decimals_rounded_to_the_microsecond() {
+    for (d, want) in [
+        (Duration::ZERO, "0.000"),
+        (Duration::from_nanos(499), "0.000"),
+        (Duration::from_nanos(500), "0.001"),
+        (Duration::from_micros(12), "0.012"),
+        (Duration::from_micros(1_000), "1.000"),
+        (Duration::from_micros(123_456), "123.456"),
+        (Duration::from_secs(86_400), "86400000.000"),
+    ] {
+        assert_eq!(super::millis(d), want, "{d:?}");
+    }
+    for _ in 0..500 {
+        let d = Duration::from_micros(fastrand::u64(..10_000_000_000));
+        let want = format!("{:.3}", d.as_micros() as f64 / 1000.0);
+        assert_eq!(super::millis(d), want.as_str(), "{d:?}");
+    }
+}
