@@ -216,20 +216,29 @@ async fn a_host_connected_once_or_with_spares_off_gets_none() {
     assert!(!off.has_spare_or_filling(&uri));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn hosts_past_the_limit_get_no_spare_until_others_go_idle() {
-    // Only the host bookkeeping is exercised: the inner connector is never
-    // reached because no key here is connected twice.
+    // Only the host bookkeeping is exercised (no key here is connected
+    // twice, so nothing is dialled); the clock is the runtime's, paused.
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_webpki_roots()
         .https_or_http()
         .enable_http1()
         .build();
     let spare = SpareConnector::new(https, Duration::from_secs(60));
+    let key = |port: usize| format!("http://127.0.0.1:{}", 1000 + port);
     for port in 0..MAX_HOSTS + 10 {
-        let (taken, fill) = spare.take(&format!("http://127.0.0.1:{}", 1000 + port));
+        let (taken, fill) = spare.take(&key(port));
         assert!(taken.is_none() && fill.is_none());
     }
-    let hosts = spare.shared.hosts.lock().unwrap();
-    assert_eq!(hosts.len(), MAX_HOSTS);
+    let tracked = |k: &str| spare.shared.hosts.lock().unwrap().contains_key(k);
+    assert_eq!(spare.shared.hosts.lock().unwrap().len(), MAX_HOSTS);
+    assert!(!tracked(&key(MAX_HOSTS)), "past the limit: not tracked");
+
+    // Once the tracked hosts have gone a keep time without a connect, they
+    // make room for new ones.
+    tokio::time::advance(Duration::from_secs(61)).await;
+    spare.take(&key(MAX_HOSTS + 20));
+    assert!(tracked(&key(MAX_HOSTS + 20)));
+    assert_eq!(spare.shared.hosts.lock().unwrap().len(), 1);
 }
