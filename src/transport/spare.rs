@@ -142,19 +142,27 @@ where
     /// Opens a spare for `key` in the background, keeps it for the keep time,
     /// then closes it if it is still unused.
     fn fill(&self, key: &str, uri: Uri, number: u64) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.with_host(key, |host| host.filling = false);
-            return;
+        let placement = Placement {
+            shared: self.shared.clone(),
+            key: key.into(),
+            number,
         };
-        let this = self.clone();
-        let key: Box<str> = key.into();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // the placement's drop ends the fill
+        };
+        let inner = self.inner.clone();
         runtime.spawn(async move {
+            // The placement ends the fill when this task ends, however it
+            // ends: after the keep time, on a failed connect, or dropped with
+            // its runtime, whose I/O driver the spare's socket is registered
+            // with (no other runtime could drive it).
+            let placement = placement;
             // After the request that asked for a connection has gone on its
             // way: a connect before it would hold up its first byte.
             tokio::task::yield_now().await;
-            let connected = this.inner.clone().oneshot(uri).await;
-            let keep = this.shared.keep;
-            let placed = this.with_host(&key, |host| {
+            let connected = inner.oneshot(uri).await;
+            let shared = &placement.shared;
+            let placed = with_host(shared, &placement.key, |host| {
                 host.filling = false;
                 match connected {
                     Ok(conn) => {
@@ -166,24 +174,15 @@ where
             });
             if placed == Some(true) {
                 #[cfg(test)]
-                this.shared.placed.notify_one();
-                tokio::time::sleep(keep).await;
-                this.with_host(&key, |host| {
-                    if matches!(host.spare, Some((_, n)) if n == number) {
-                        host.spare = None;
-                    }
-                });
+                shared.placed.notify_one();
+                tokio::time::sleep(shared.keep).await;
             }
         });
     }
 
+    #[cfg(test)]
     fn with_host<R>(&self, key: &str, f: impl FnOnce(&mut Host<C::Response>) -> R) -> Option<R> {
-        let mut hosts = self
-            .shared
-            .hosts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        hosts.get_mut(key).map(f)
+        with_host(&self.shared, key, f)
     }
 
     /// Waits until a spare is put in place (one not yet waited for).
@@ -196,6 +195,34 @@ where
     fn has_spare_or_filling(&self, uri: &Uri) -> bool {
         self.with_host(&host_key(uri), |host| host.spare.is_some() || host.filling)
             .unwrap_or(false)
+    }
+}
+
+fn with_host<T, R>(shared: &Shared<T>, key: &str, f: impl FnOnce(&mut Host<T>) -> R) -> Option<R> {
+    let mut hosts = shared.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+    hosts.get_mut(key).map(f)
+}
+
+/// One fill of a host's spare; dropped, it ends that fill: clears the
+/// host's "filling" mark if the fill was still connecting, and closes the
+/// spare it placed if nobody took it.
+struct Placement<T> {
+    shared: Arc<Shared<T>>,
+    key: Box<str>,
+    number: u64,
+}
+
+impl<T> Drop for Placement<T> {
+    fn drop(&mut self) {
+        let number = self.number;
+        with_host(&self.shared, &self.key, |host| {
+            if host.filling && host.next_number == number {
+                host.filling = false;
+            }
+            if matches!(host.spare, Some((_, n)) if n == number) {
+                host.spare = None;
+            }
+        });
     }
 }
 

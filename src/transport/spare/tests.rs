@@ -242,3 +242,40 @@ async fn hosts_past_the_limit_get_no_spare_until_others_go_idle() {
     assert!(tracked(&key(MAX_HOSTS + 20)));
     assert_eq!(spare.shared.hosts.lock().unwrap().len(), 1);
 }
+
+/// A spare belongs to the runtime that opened it (its socket is registered
+/// with that runtime's I/O driver): once that runtime is gone, a request on
+/// another runtime connects anew instead of taking a socket nobody drives.
+#[test]
+fn a_spare_goes_with_the_runtime_that_opened_it() {
+    let server = tokio::runtime::Runtime::new().unwrap();
+    let mut up = server.block_on(Upstream::start());
+    let client = client(Some(Duration::from_secs(60)));
+
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    first.block_on(async {
+        assert_eq!(cut_stream(&client, &up.url).await, 0);
+        cut_stream(&client, &up.url).await;
+        placed(&client).await;
+    });
+    drop(first);
+
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let served = second.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), cut_stream(&client, &up.url))
+            .await
+            .expect("answered within 10 s")
+    });
+    assert_eq!(served, 3, "a new connection, not the dead runtime's spare");
+    server.block_on(async {
+        for n in 0..4 {
+            assert_eq!(up.next_accept().await, n);
+        }
+    });
+}
