@@ -13,6 +13,10 @@
 //! one is opened behind it. So a host that churns connections has at most one
 //! connection waiting, and a host connected once (a one-off call) has none.
 //!
+//! Spares are kept per runtime: a spare's socket is registered with the I/O
+//! driver of the runtime that connected it, so only requests on that runtime
+//! take it, and it is closed when that runtime shuts down.
+//!
 //! A spare is kept for the keep time, then closed. Before one is handed out,
 //! its socket is peeked at without waiting: a server that closed it (end of
 //! file, reset, or on plain HTTP bytes nobody asked for) fails that check,
@@ -193,7 +197,8 @@ where
 
     #[cfg(test)]
     fn has_spare_or_filling(&self, uri: &Uri) -> bool {
-        self.with_host(&host_key(uri), |host| host.spare.is_some() || host.filling)
+        host_key(uri)
+            .and_then(|key| self.with_host(&key, |host| host.spare.is_some() || host.filling))
             .unwrap_or(false)
     }
 }
@@ -226,13 +231,18 @@ impl<T> Drop for Placement<T> {
     }
 }
 
-/// The pool's key for a destination: scheme and authority.
-fn host_key(uri: &Uri) -> String {
-    format!(
-        "{}://{}",
+/// A spare's key: the runtime that opens it and the pool's key for the
+/// destination (scheme and authority). A spare's socket is registered with
+/// the I/O driver of the runtime whose task connected it, so it is handed
+/// only to requests on that runtime: a request on another could not count on
+/// it outliving its runtime. No runtime, no spare.
+fn host_key(uri: &Uri) -> Option<String> {
+    let runtime = tokio::runtime::Handle::try_current().ok()?.id();
+    Some(format!(
+        "{runtime}/{}://{}",
         uri.scheme_str().unwrap_or("http"),
         uri.authority().map(|a| a.as_str()).unwrap_or("")
-    )
+    ))
 }
 
 /// A connection that can tell, without waiting, whether its server has
@@ -297,9 +307,14 @@ where
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let key = host_key(&uri);
-        let (taken, fill) = self.take(&key);
-        if let Some(number) = fill {
+        let (taken, fill) = match host_key(&uri) {
+            Some(key) => {
+                let (taken, fill) = self.take(&key);
+                (taken, fill.map(|number| (key, number)))
+            }
+            None => (None, None),
+        };
+        if let Some((key, number)) = fill {
             self.fill(&key, uri.clone(), number);
         }
         if let Some(mut conn) = taken

@@ -244,8 +244,8 @@ async fn hosts_past_the_limit_get_no_spare_until_others_go_idle() {
 }
 
 /// A spare belongs to the runtime that opened it (its socket is registered
-/// with that runtime's I/O driver): once that runtime is gone, a request on
-/// another runtime connects anew instead of taking a socket nobody drives.
+/// with that runtime's I/O driver): it is closed when that runtime goes, and
+/// a request on another runtime connects anew.
 #[test]
 fn a_spare_goes_with_the_runtime_that_opened_it() {
     let server = tokio::runtime::Runtime::new().unwrap();
@@ -256,26 +256,70 @@ fn a_spare_goes_with_the_runtime_that_opened_it() {
         .enable_all()
         .build()
         .unwrap();
-    first.block_on(async {
+    let second = first.block_on(async {
         assert_eq!(cut_stream(&client, &up.url).await, 0);
-        cut_stream(&client, &up.url).await;
+        let second = cut_stream(&client, &up.url).await;
         placed(&client).await;
+        second
     });
     drop(first);
+    let spare = 3 - second;
+    server.block_on(async {
+        let mut closed = HashSet::new();
+        while !closed.contains(&spare) {
+            if let Seen::ClosedByClient(n) = up.next().await {
+                closed.insert(n);
+            }
+        }
+    });
 
-    let second = tokio::runtime::Builder::new_current_thread()
+    let other = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let served = second.block_on(async {
+    let served = other.block_on(async {
         tokio::time::timeout(Duration::from_secs(10), cut_stream(&client, &up.url))
             .await
             .expect("answered within 10 s")
     });
-    assert_eq!(served, 3, "a new connection, not the dead runtime's spare");
+    assert_eq!(served, 3, "a new connection");
+}
+
+/// Two runtimes alive at once, one client: each gets its own spare, and a
+/// request takes only its own runtime's.
+#[test]
+fn each_runtime_takes_only_its_own_spares() {
+    let server = tokio::runtime::Runtime::new().unwrap();
+    let mut up = server.block_on(Upstream::start());
+    let client = client(Some(Duration::from_secs(60)));
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (runtime(), runtime());
+
+    // Runtime a churns: connections 0 and 1, and a spare (1 or 2).
+    let second = a.block_on(async {
+        cut_stream(&client, &up.url).await;
+        let second = cut_stream(&client, &up.url).await;
+        placed(&client).await;
+        second
+    });
     server.block_on(async {
-        for n in 0..4 {
+        for n in 0..3 {
             assert_eq!(up.next_accept().await, n);
         }
     });
+    // Runtime b does not take a's spare (whose socket only a's driver, idle
+    // outside `a.block_on`, would ever wake): its request connects anew.
+    let served = b.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), cut_stream(&client, &up.url))
+            .await
+            .expect("answered within 10 s")
+    });
+    assert_eq!(served, 3);
+    // Runtime a still has its spare, connected before this request.
+    assert_eq!(a.block_on(cut_stream(&client, &up.url)), 3 - second);
 }
