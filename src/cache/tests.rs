@@ -651,28 +651,22 @@ impl CacheBackend for Broken {
 #[test]
 fn a_broken_backend_is_a_counted_miss_never_an_error() {
     let recorded = crate::observe::metrics::recorded::Recorded::default();
-    metrics::with_local_recorder(&recorded, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let up = Upstream::new();
-            let cache = ResponseCache::new(Broken, config());
-            let svc = cache.layer().layer(up.clone());
-            for _ in 0..2 {
-                let r = ask(&svc, req(hello())).await;
-                assert!(hit(&r).is_none());
-                assert!(r.completion().unwrap().text().is_some());
-            }
-            assert_eq!(up.calls(), 2);
-            assert_eq!(
-                cache.stats().errors,
-                4,
-                "two failed lookups, two failed writes"
-            );
-            assert!(cache.ping().await.is_err(), "the admin sees the outage");
-        });
+    recorded.block_on(async {
+        let up = Upstream::new();
+        let cache = ResponseCache::new(Broken, config());
+        let svc = cache.layer().layer(up.clone());
+        for _ in 0..2 {
+            let r = ask(&svc, req(hello())).await;
+            assert!(hit(&r).is_none());
+            assert!(r.completion().unwrap().text().is_some());
+        }
+        assert_eq!(up.calls(), 2);
+        assert_eq!(
+            cache.stats().errors,
+            4,
+            "two failed lookups, two failed writes"
+        );
+        assert!(cache.ping().await.is_err(), "the admin sees the outage");
     });
     assert_eq!(
         recorded.counter("tollgate_cache_errors_total{backend=broken,op=get}"),
@@ -691,17 +685,11 @@ fn a_broken_backend_is_a_counted_miss_never_an_error() {
 #[test]
 fn hits_misses_and_writes_are_counted_in_metrics() {
     let recorded = crate::observe::metrics::recorded::Recorded::default();
-    metrics::with_local_recorder(&recorded, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let svc = memory(config()).layer().layer(Upstream::new());
-            for _ in 0..3 {
-                ask(&svc, req(hello())).await;
-            }
-        });
+    recorded.block_on(async {
+        let svc = memory(config()).layer().layer(Upstream::new());
+        for _ in 0..3 {
+            ask(&svc, req(hello())).await;
+        }
     });
     assert_eq!(
         recorded.counter("tollgate_cache_misses_total{call_type=chat}"),

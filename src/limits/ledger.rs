@@ -520,32 +520,27 @@ mod tests {
     #[test]
     fn remaining_budget_gauges_are_made_once_per_line_and_label() {
         let gauges = crate::observe::metrics::recorded::Recorded::default();
-        metrics::with_local_recorder(&gauges, || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let ledger = MemoryLedger::new();
-                let mut key = line(10.0, None);
-                key.scope = Scope::new(ScopeKind::Key, "k");
-                key.label = "key bot".into();
-                let spend = |l: BudgetLine, amount: f64| {
-                    let ledger = ledger.clone();
-                    async move {
-                        let r = ledger
-                            .reserve(Arc::from(vec![l]), usd(amount))
-                            .await
-                            .unwrap();
-                        ledger.settle(r, usd(amount));
-                    }
-                };
-                spend(key.clone(), 1.0).await;
-                spend(key.clone(), 1.0).await;
-                spend(line(5.0, None), 0.5).await;
-                // The key's alias changed: its gauge follows the new name.
-                key.label = "key renamed".into();
-                spend(key, 1.0).await;
-            });
+        gauges.block_on(async {
+            let ledger = MemoryLedger::new();
+            let mut key = line(10.0, None);
+            key.scope = Scope::new(ScopeKind::Key, "k");
+            key.label = "key bot".into();
+            let spend = |l: BudgetLine, amount: f64| {
+                let ledger = ledger.clone();
+                async move {
+                    let r = ledger
+                        .reserve(Arc::from(vec![l]), usd(amount))
+                        .await
+                        .unwrap();
+                    ledger.settle(r, usd(amount));
+                }
+            };
+            spend(key.clone(), 1.0).await;
+            spend(key.clone(), 1.0).await;
+            spend(line(5.0, None), 0.5).await;
+            // The key's alias changed: its gauge follows the new name.
+            key.label = "key renamed".into();
+            spend(key, 1.0).await;
         });
         assert_eq!(
             gauges.gauge("litellm_remaining_api_key_budget_metric{api_key_alias=bot}"),

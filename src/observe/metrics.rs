@@ -694,6 +694,18 @@ pub(crate) mod recorded {
         pub(crate) fn gauge(&self, name: &str) -> Option<(f64, u32)> {
             self.0.lock().unwrap().gauges.get(name).copied()
         }
+
+        /// Runs `test` to its end on a current-thread runtime of this
+        /// thread, with this recorder taking what it records.
+        pub(crate) fn block_on<F: std::future::Future>(&self, test: F) -> F::Output {
+            metrics::with_local_recorder(self, || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(test)
+            })
+        }
     }
 
     fn name(key: &metrics::Key) -> String {
