@@ -9,6 +9,23 @@ use std::borrow::Cow;
 /// random seed keeps collisions unpredictable.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::quality::RandomState>;
 
+/// Writes `bytes` as lowercase hex into `out`, which must be twice as long.
+pub(crate) fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    debug_assert_eq!(out.len(), bytes.len() * 2);
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0x0f)];
+    }
+}
+
+/// `bytes` as lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut out = vec![0; bytes.len() * 2];
+    hex_into(&mut out, bytes);
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
 /// Prefixes of credential formats that must never appear in text we show:
 /// OpenAI / Anthropic / Groq / xAI / Hugging Face keys, Google API keys, AWS access keys.
 const KEY_PREFIXES: &[&str] = &[

@@ -54,13 +54,7 @@ impl CacheKey {
 
     /// The key as 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push(char::from(HEX[usize::from(b >> 4)]));
-            s.push(char::from(HEX[usize::from(b & 0x0f)]));
-        }
-        s
+        crate::util::hex(&self.0)
     }
 }
 

@@ -122,16 +122,11 @@ impl TraceParent {
     /// `00-{trace:032x}-{span:016x}-{flags:02x}`, written digit by digit (a
     /// formatter costs ten times as much, on every upstream call).
     fn header_bytes(&self) -> [u8; 55] {
-        fn hex(out: &mut [u8], mut v: u128) {
-            for b in out.iter_mut().rev() {
-                *b = b"0123456789abcdef"[(v & 0xf) as usize];
-                v >>= 4;
-            }
-        }
+        use crate::util::hex_into;
         let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
-        hex(&mut out[3..35], self.trace_id);
-        hex(&mut out[36..52], u128::from(self.span_id));
-        hex(&mut out[53..55], u128::from(self.flags));
+        hex_into(&mut out[3..35], &self.trace_id.to_be_bytes());
+        hex_into(&mut out[36..52], &self.span_id.to_be_bytes());
+        hex_into(&mut out[53..55], &[self.flags]);
         out
     }
 }
