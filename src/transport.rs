@@ -43,8 +43,9 @@ pub struct HttpClientConfig {
     /// connections again and again (streams cut before their end, bursts
     /// past the pool), for at most this long, so the next request that finds
     /// no idle pooled connection skips the TCP and TLS handshakes. A host
-    /// connected once gets none. `None` (and HTTP/2 with prior knowledge,
-    /// where one connection carries every request) keeps none.
+    /// connected once gets none. `None` or a zero duration (and HTTP/2 with
+    /// prior knowledge, where one connection carries every request) keeps
+    /// none.
     pub spare_connection: Option<Duration>,
 }
 

@@ -168,11 +168,7 @@ impl Gateway {
             let default = HttpClientConfig::default();
             HttpClient::new(HttpClientConfig {
                 http2_prior_knowledge: options.upstream_http2,
-                spare_connection: match options.upstream_spare {
-                    Some(keep) if keep.is_zero() => None,
-                    Some(keep) => Some(keep),
-                    None => default.spare_connection,
-                },
+                spare_connection: options.upstream_spare.or(default.spare_connection),
                 ..default
             })
         } else {
