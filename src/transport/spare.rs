@@ -184,11 +184,6 @@ where
         });
     }
 
-    #[cfg(test)]
-    fn with_host<R>(&self, key: &str, f: impl FnOnce(&mut Host<C::Response>) -> R) -> Option<R> {
-        with_host(&self.shared, key, f)
-    }
-
     /// Waits until a spare is put in place (one not yet waited for).
     #[cfg(test)]
     pub(crate) async fn placed(&self) {
@@ -198,7 +193,7 @@ where
     #[cfg(test)]
     fn has_spare_or_filling(&self, uri: &Uri) -> bool {
         host_key(uri)
-            .and_then(|key| self.with_host(&key, |host| host.spare.is_some() || host.filling))
+            .and_then(|key| with_host(&self.shared, &key, |h| h.spare.is_some() || h.filling))
             .unwrap_or(false)
     }
 }
