@@ -952,25 +952,19 @@ fn header_value(s: &str) -> Option<HeaderValue> {
 /// the microsecond: written digit by digit, not through a float formatter.
 fn millis(d: Duration) -> HeaderValue {
     let micros = (d.as_nanos().saturating_add(500) / 1000).min(u128::from(u64::MAX)) as u64;
+    let (mut whole, frac) = (micros / 1000, micros % 1000);
+    // Up to 17 digits before the dot (u64::MAX µs), the dot, three after.
     let mut buf = [0u8; 24];
-    let mut at = buf.len();
-    let (mut whole, mut frac) = (micros / 1000, micros % 1000);
-    for i in 0.. {
+    buf[20] = b'.';
+    buf[21] = b'0' + (frac / 100) as u8;
+    buf[22] = b'0' + (frac / 10 % 10) as u8;
+    buf[23] = b'0' + (frac % 10) as u8;
+    let mut at = 20;
+    loop {
         at -= 1;
-        buf[at] = match i {
-            0..3 => {
-                let d = frac % 10;
-                frac /= 10;
-                b'0' + d as u8
-            }
-            3 => b'.',
-            _ => {
-                let d = whole % 10;
-                whole /= 10;
-                b'0' + d as u8
-            }
-        };
-        if i >= 4 && whole == 0 {
+        buf[at] = b'0' + (whole % 10) as u8;
+        whole /= 10;
+        if whole == 0 {
             break;
         }
     }
