@@ -8,10 +8,12 @@
 mod common;
 mod db;
 
-use common::{Answer, Client, MockUpstream, Proxy, Reply, fixture, redis_or_skip};
+use common::{
+    Answer, Client, MockUpstream, Proxy, Reply, cut_stream_after_first_event, fixture,
+    redis_or_skip,
+};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MASTER: &str = "sk-budget-e2e-master";
 const CALL: f64 = 0.051;
@@ -269,27 +271,7 @@ async fn streamed_failed_and_cancelled_requests_settle() {
     // 3. The client hangs up after the first bytes of a slow stream: the
     // gateway finishes reading the upstream and bills it in full.
     up.push(Reply::sse_chunked(&sse, 64, Duration::from_millis(40)));
-    let host = p.base.trim_start_matches("http://").to_owned();
-    let mut sock = tokio::net::TcpStream::connect(&host).await.unwrap();
-    let req_body = body(true);
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\nauthorization: {auth}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        req_body.len()
-    );
-    sock.write_all(head.as_bytes()).await.unwrap();
-    sock.write_all(req_body.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let mut seen = Vec::new();
-    while !String::from_utf8_lossy(&seen).contains("data: ") {
-        let n = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut buf))
-            .await
-            .expect("the stream starts")
-            .unwrap();
-        assert!(n > 0, "closed before the first event");
-        seen.extend_from_slice(&buf[..n]);
-    }
-    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
-    drop(sock);
+    cut_stream_after_first_event(&p, &auth, &body(true)).await;
     // Billed from what the gateway relayed before the cut: at least the
     // prompt, at most the reserved worst case.
     let spend = {

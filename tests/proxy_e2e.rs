@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Client, MockUpstream, Proxy, Reply, fixture, sse_data};
+use common::{Client, MockUpstream, Proxy, Reply, cut_stream_after_first_event, fixture, sse_data};
 use http_body_util::BodyExt;
 use std::time::Duration;
 
@@ -154,37 +154,6 @@ async fn upstream_http2_speaks_h2c_and_shares_one_connection() {
     );
 }
 
-/// Sends a streamed request through the proxy, reads until the first bytes
-/// of the body, and cuts the stream (closes the connection).
-async fn cut_stream(proxy: &Proxy) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = proxy.url("").trim_start_matches("http://").to_string();
-    let mut socket = tokio::net::TcpStream::connect(addr.as_str()).await.unwrap();
-    let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {MASTER}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    socket.write_all(head.as_bytes()).await.unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&got).contains("data: ") {
-        let n = socket.read(&mut buf).await.unwrap();
-        assert!(
-            n > 0,
-            "closed before the first event: {}",
-            String::from_utf8_lossy(&got)
-        );
-        got.extend_from_slice(&buf[..n]);
-    }
-    assert!(
-        got.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&got)
-    );
-}
-
 /// Each stream cut by its client closes its HTTP/1.1 upstream connection.
 /// By default the host then gets a spare connection (one more than the
 /// requests needed); `--upstream-spare 0` (here its environment variable)
@@ -206,7 +175,12 @@ async fn cut_streams_leave_a_spare_upstream_connection_unless_switched_off() {
         );
         for _ in 0..3 {
             up.push(Reply::sse_stall(first_event.clone()));
-            cut_stream(&proxy).await;
+            cut_stream_after_first_event(
+                &proxy,
+                &format!("Bearer {MASTER}"),
+                r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"stream":true}"#,
+            )
+            .await;
         }
         // Three cut streams took three connections; with spares on, the
         // second one's spare makes a fourth (the third request takes it and

@@ -628,6 +628,42 @@ impl Drop for Proxy {
 }
 
 /// Whether tests that need an external service must fail instead of skipping.
+/// Posts a streamed chat request to the proxy over a connection of its own,
+/// reads until the first SSE event, and cuts the stream (closes the
+/// connection). Panics unless the answer is a 200 that starts streaming
+/// within 10 s.
+pub async fn cut_stream_after_first_event(proxy: &Proxy, authorization: &str, body: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = proxy.base.trim_start_matches("http://");
+    let mut sock = tokio::net::TcpStream::connect(host).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\nauthorization: {authorization}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    sock.write_all(body.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("data: ") {
+        let n = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut buf))
+            .await
+            .expect("the stream starts")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before the first event: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        seen.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+}
+
 pub fn services_required() -> bool {
     std::env::var("TOLLGATE_REQUIRE_SERVICES").is_ok_and(|v| v == "1" || v == "true")
 }
